@@ -1,0 +1,306 @@
+//! Configuration: `/etc/security/pam_totp.conf` (TOML, every key optional) merged with
+//! module arguments, which win. Unknown keys and options are warnings; a value that does not
+//! parse or is out of range, and a file that does not parse, are errors: a broken
+//! configuration must never fall back to defaults that could point somewhere else.
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::recovery::MAX_RECOVERY_CODES;
+use crate::totp::{Algorithm, OtpParams, MAX_WINDOW};
+
+pub const DEFAULT_CONFIG: &str = "/etc/security/pam_totp.conf";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pam_totp";
+pub const DEFAULT_KEY_FILE: &str = "/etc/security/pam_totp.key";
+const MAX_CONFIG_LEN: u64 = 64 * 1024;
+
+/// The merged, validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub nullok: bool,
+    pub window: u32,
+    pub max_failures: u32,
+    pub lockout_secs: u64,
+    pub echo: bool,
+    pub debug: bool,
+    /// `None`: the host name.
+    pub issuer: Option<String>,
+    /// Algorithm, digits and period for new enrollments.
+    pub params: OtpParams,
+    pub recovery_codes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            config: DEFAULT_CONFIG.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            key_file: DEFAULT_KEY_FILE.into(),
+            nullok: false,
+            window: 1,
+            max_failures: 5,
+            lockout_secs: 300,
+            echo: false,
+            debug: false,
+            issuer: None,
+            params: OtpParams::default(),
+            recovery_codes: 10,
+        }
+    }
+}
+
+/// A configuration and the warnings met while building it (unknown keys and options).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Builds the configuration from module arguments (`name` or `name=value`): the file named
+/// by `config=` (or the default path) is read first, if it exists, then the arguments.
+pub fn load_with_args<S: AsRef<str>>(args: &[S]) -> Result<Loaded> {
+    let mut config_path = PathBuf::from(DEFAULT_CONFIG);
+    for arg in args {
+        if let Some(p) = arg.as_ref().strip_prefix("config=") {
+            config_path = absolute_path("config", p)?;
+        }
+    }
+    let mut loaded = load_file(&config_path)?;
+    for arg in args {
+        let arg = arg.as_ref();
+        let (name, value) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (arg, None),
+        };
+        if name == "config" {
+            continue;
+        }
+        let flag = |v: Option<&str>| match v {
+            None => Ok(true),
+            Some(v) => parse_bool(name, v),
+        };
+        let c = &mut loaded.config;
+        match (name, value) {
+            ("nullok", v) => c.nullok = flag(v)?,
+            ("echo", v) => c.echo = flag(v)?,
+            ("debug", v) => c.debug = flag(v)?,
+            ("state_dir", Some(v)) => c.state_dir = absolute_path(name, v)?,
+            ("key_file", Some(v)) => c.key_file = absolute_path(name, v)?,
+            ("window", Some(v)) => c.window = parse_window(parse_int(name, v)?)?,
+            ("max_failures", Some(v)) => c.max_failures = parse_max_failures(parse_int(name, v)?)?,
+            ("lockout_secs", Some(v)) => c.lockout_secs = parse_lockout(parse_int(name, v)?)?,
+            ("state_dir" | "key_file" | "window" | "max_failures" | "lockout_secs", None) => {
+                return Err(Error::Config(format!("option {name} needs a value ({name}=...)")))
+            }
+            _ => loaded.warnings.push(format!("unknown option {arg:?} ignored")),
+        }
+    }
+    Ok(loaded)
+}
+
+/// Reads one config file. A missing file gives the defaults; an unsafe one (not root's, or
+/// writable by group or others) is an error, since it could redirect the state directory.
+pub fn load_file(path: &Path) -> Result<Loaded> {
+    let mut config = Config {
+        config: path.to_owned(),
+        ..Config::default()
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Loaded {
+                config,
+                warnings: Vec::new(),
+            })
+        }
+        Err(e) => return Err(Error::Config(format!("{}: {e}", path.display()))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::Config(format!("{}: not a regular file", path.display())));
+    }
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(Error::Config(format!(
+            "{}: must be owned by root and not writable by group or others",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_CONFIG_LEN {
+        return Err(Error::Config(format!("{}: too large", path.display())));
+    }
+    let warnings = apply_toml(&mut config, &text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    Ok(Loaded { config, warnings })
+}
+
+/// Applies the keys of a config file's text; returns warnings for unknown keys.
+pub fn apply_toml(config: &mut Config, text: &str) -> std::result::Result<Vec<String>, String> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+    let mut warnings = Vec::new();
+    let mut algorithm = config.params.algorithm();
+    let mut digits = config.params.digits();
+    let mut period = config.params.period();
+    for (key, value) in &table {
+        let k = key.as_str();
+        let int = || -> std::result::Result<i64, String> {
+            value
+                .as_integer()
+                .ok_or_else(|| format!("{k} must be an integer"))
+        };
+        let boolean = || value.as_bool().ok_or_else(|| format!("{k} must be true or false"));
+        let string = || value.as_str().ok_or_else(|| format!("{k} must be a string"));
+        let e = |e: Error| e.to_string();
+        match k {
+            "state_dir" => config.state_dir = absolute_path(k, string()?).map_err(e)?,
+            "key_file" => config.key_file = absolute_path(k, string()?).map_err(e)?,
+            "nullok" => config.nullok = boolean()?,
+            "echo" => config.echo = boolean()?,
+            "debug" => config.debug = boolean()?,
+            "window" => config.window = parse_window(int()?).map_err(e)?,
+            "max_failures" => config.max_failures = parse_max_failures(int()?).map_err(e)?,
+            "lockout_secs" => config.lockout_secs = parse_lockout(int()?).map_err(e)?,
+            "issuer" => config.issuer = Some(parse_issuer(string()?).map_err(e)?),
+            "algorithm" => algorithm = string()?.parse::<Algorithm>().map_err(e)?,
+            "digits" => {
+                digits = u8::try_from(int()?).map_err(|_| "digits must be 6 to 8".to_owned())?
+            }
+            "period" => {
+                period = u32::try_from(int()?)
+                    .map_err(|_| "period must be 1 to 3600 seconds".to_owned())?
+            }
+            "recovery_codes" => {
+                let n = int()?;
+                if !(0..=MAX_RECOVERY_CODES as i64).contains(&n) {
+                    return Err(format!("recovery_codes must be 0 to {MAX_RECOVERY_CODES}"));
+                }
+                config.recovery_codes = n as usize;
+            }
+            _ => warnings.push(format!("unknown key {k:?} ignored")),
+        }
+    }
+    config.params = OtpParams::new(algorithm, digits, period).map_err(|e| e.to_string())?;
+    Ok(warnings)
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool> {
+    match v {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config(format!("{name}={v:?}: expected true or false"))),
+    }
+}
+
+fn parse_int(name: &str, v: &str) -> Result<i64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Config(format!("{name}={v:?}: not a number")));
+    }
+    v.parse()
+        .map_err(|_| Error::Config(format!("{name}={v:?}: number too large")))
+}
+
+fn parse_window(n: i64) -> Result<u32> {
+    if !(0..=i64::from(MAX_WINDOW)).contains(&n) {
+        return Err(Error::Config(format!("window={n}: must be 0 to {MAX_WINDOW}")));
+    }
+    Ok(n as u32)
+}
+
+fn parse_max_failures(n: i64) -> Result<u32> {
+    if !(0..=10_000).contains(&n) {
+        return Err(Error::Config(format!("max_failures={n}: must be 0 to 10000")));
+    }
+    Ok(n as u32)
+}
+
+fn parse_lockout(n: i64) -> Result<u64> {
+    const YEAR: i64 = 366 * 24 * 3600;
+    if !(0..=YEAR).contains(&n) {
+        return Err(Error::Config(format!("lockout_secs={n}: must be 0 to {YEAR}")));
+    }
+    Ok(n as u64)
+}
+
+fn parse_issuer(v: &str) -> Result<String> {
+    if v.is_empty() || v.len() > 64 || v.contains(':') || v.chars().any(char::is_control) {
+        return Err(Error::Config(format!(
+            "issuer {v:?}: must be 1 to 64 characters, no ':' or control characters"
+        )));
+    }
+    Ok(v.to_owned())
+}
+
+fn absolute_path(name: &str, v: &str) -> Result<PathBuf> {
+    let p = Path::new(v);
+    if !p.is_absolute() || v.contains('\0') || p.components().any(|c| c.as_os_str() == "..") {
+        return Err(Error::Config(format!(
+            "{name}={v:?}: must be an absolute path without '..'"
+        )));
+    }
+    Ok(p.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Result<Loaded> {
+        // A config path that does not exist: defaults plus arguments.
+        let mut v = vec!["config=/nonexistent/pam_totp.conf"];
+        v.extend_from_slice(a);
+        load_with_args(&v)
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let l = args(&[]).unwrap();
+        assert_eq!(l.config.window, 1);
+        assert_eq!(l.config.state_dir, Path::new(DEFAULT_STATE_DIR));
+        let l = args(&["nullok", "window=3", "state_dir=/tmp/x", "frobnicate"]).unwrap();
+        assert!(l.config.nullok);
+        assert_eq!(l.config.window, 3);
+        assert_eq!(l.config.state_dir, Path::new("/tmp/x"));
+        assert_eq!(l.warnings.len(), 1);
+    }
+
+    #[test]
+    fn invalid_values_are_errors() {
+        for bad in [
+            "window=abc", "window=99", "window=-1", "window=", "state_dir=relative",
+            "key_file=/a/../b", "max_failures=x", "lockout_secs=1e9", "nullok=maybe",
+            "window", "config=relative",
+        ] {
+            assert!(matches!(args(&[bad]), Err(Error::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_keys_and_errors() {
+        let mut c = Config::default();
+        let w = apply_toml(
+            &mut c,
+            "window = 2\nnullok = true\nissuer = \"Example\"\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = 60\nrecovery_codes = 5\nextra = 1\n",
+        )
+        .unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(c.window, 2);
+        assert_eq!(c.params, OtpParams::new(Algorithm::SHA256, 8, 60).unwrap());
+        assert_eq!(c.issuer.as_deref(), Some("Example"));
+        for bad in [
+            "window = \"2\"", "window = 11", "digits = 9", "period = 0", "algorithm = \"MD5\"",
+            "state_dir = \"rel\"", "issuer = \"a:b\"", "this is not toml", "recovery_codes = 65",
+        ] {
+            assert!(apply_toml(&mut Config::default(), bad).is_err(), "{bad}");
+        }
+    }
+}

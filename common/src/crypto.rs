@@ -1,0 +1,152 @@
+//! The host key, AES-256-GCM sealing of secrets, and keyed hashes.
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::fsutil::{hex, CheckedDir, ModePolicy};
+
+pub const HOST_KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
+
+/// Fills `buf` from the operating system's random source.
+pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::getrandom(buf).map_err(|e| Error::Io {
+        path: "getrandom".into(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// The 32-byte host key. Wiped on drop; no `Debug`.
+pub struct HostKey(Zeroizing<[u8; HOST_KEY_LEN]>);
+
+impl HostKey {
+    pub fn generate() -> Result<Self> {
+        let mut key = Zeroizing::new([0u8; HOST_KEY_LEN]);
+        fill_random(key.as_mut())?;
+        Ok(HostKey(key))
+    }
+
+    /// Loads the key file: a regular file, owned by root, no group or other permission bits,
+    /// exactly 32 bytes, parent directory not writable by group or others.
+    pub fn load(path: &Path) -> Result<Self> {
+        let (dir, name) = split(path)?;
+        let dir = CheckedDir::open(dir)?
+            .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))?;
+        let bytes = dir
+            .read_file(name, HOST_KEY_LEN as u64, ModePolicy::OwnerOnly)?
+            .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))?;
+        if bytes.len() != HOST_KEY_LEN {
+            return Err(Error::corrupt(
+                path,
+                format!("host key must be {HOST_KEY_LEN} bytes, found {}", bytes.len()),
+            ));
+        }
+        let mut key = Zeroizing::new([0u8; HOST_KEY_LEN]);
+        key.copy_from_slice(&bytes);
+        Ok(HostKey(key))
+    }
+
+    /// Writes this key to `path` atomically (mode 0600), replacing any file there.
+    pub fn store(&self, path: &Path) -> Result<()> {
+        let (dir, name) = split(path)?;
+        let dir = CheckedDir::open(dir)?
+            .ok_or_else(|| Error::io(dir, std::io::ErrorKind::NotFound.into()))?;
+        dir.write_atomic(name, self.0.as_ref())
+    }
+
+    /// Loads the key at `path`, or creates and stores a new one if there is none.
+    /// Returns whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool)> {
+        match Self::load(path) {
+            Ok(key) => Ok((key, false)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate()?;
+                key.store(path)?;
+                Ok((key, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A public name for this key (16 hex digits) stored beside each ciphertext, so a reader
+    /// can pick the right one while a rekey is under way. Reveals nothing of the key.
+    pub fn key_id(&self) -> String {
+        let tag = self.mac(b"pam_totp key id v1", &[]);
+        hex(&tag[..8])
+    }
+
+    /// HMAC-SHA256 under this key over `label || 0 || data`.
+    pub(crate) fn mac(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        hmac_sha256(self.0.as_ref(), label, data)
+    }
+
+    /// Encrypts `plaintext` with a fresh random nonce; `aad` is authenticated, not stored.
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>)> {
+        let cipher = Aes256Gcm::new_from_slice(self.0.as_ref()).expect("key is 32 bytes");
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .map_err(|_| Error::InvalidInput("encryption failed".into()))?;
+        Ok((nonce, ct))
+    }
+
+    /// Decrypts and authenticates; `None` if the key, nonce, aad or ciphertext is wrong.
+    pub(crate) fn open(&self, aad: &[u8], nonce: &[u8], ct: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if nonce.len() != NONCE_LEN {
+            return None;
+        }
+        let cipher = Aes256Gcm::new_from_slice(self.0.as_ref()).expect("key is 32 bytes");
+        cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .ok()
+            .map(Zeroizing::new)
+    }
+}
+
+/// HMAC-SHA256 over `label || 0 || data`.
+pub(crate) fn hmac_sha256(key: &[u8], label: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(label);
+    mac.update(&[0]);
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+fn split(path: &Path) -> Result<(&Path, &str)> {
+    let name = path.file_name().and_then(|n| n.to_str());
+    match (path.parent(), name) {
+        (Some(dir), Some(name)) if path.is_absolute() => Ok((dir, name)),
+        _ => Err(Error::Config(format!(
+            "{}: key file must be an absolute path to a file",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let key = HostKey::generate().unwrap();
+        let (nonce, ct) = key.seal(b"aad", b"secret").unwrap();
+        assert_eq!(key.open(b"aad", &nonce, &ct).unwrap().as_slice(), b"secret");
+        assert!(key.open(b"other", &nonce, &ct).is_none());
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert!(key.open(b"aad", &nonce, &bad).is_none());
+        let other = HostKey::generate().unwrap();
+        assert!(other.open(b"aad", &nonce, &ct).is_none());
+        assert_ne!(key.key_id(), other.key_id());
+        let (nonce2, _) = key.seal(b"aad", b"secret").unwrap();
+        assert_ne!(nonce, nonce2, "nonce must be fresh per write");
+    }
+}

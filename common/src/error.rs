@@ -1,0 +1,68 @@
+//! One error type for the whole library. Messages name paths and reasons, never secrets.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid user name: {0}")]
+    InvalidUserName(&'static str),
+
+    #[error("user {0} is not enrolled")]
+    NotEnrolled(String),
+
+    #[error("user {0} is already enrolled")]
+    AlreadyEnrolled(String),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Ownership, mode, file type or symlink checks failed: the file is not trusted.
+    #[error("{path}: refusing unsafe file: {why}")]
+    Unsafe { path: PathBuf, why: String },
+
+    /// The file exists but its content cannot be used (parse error, truncation, wrong size,
+    /// failed authentication tag, unknown version, wrong user).
+    #[error("{path}: corrupt: {why}")]
+    Corrupt { path: PathBuf, why: String },
+
+    #[error("{path}: could not lock: {why}")]
+    Lock { path: PathBuf, why: String },
+
+    /// A configuration file or option that does not parse or holds an invalid value.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// Bad input from a caller (a secret that is not base32, digits out of range, ...).
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            why: why.into(),
+        }
+    }
+
+    pub(crate) fn unsafe_file(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+        Error::Unsafe {
+            path: path.into(),
+            why: why.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

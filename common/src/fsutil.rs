@@ -1,0 +1,228 @@
+//! File safety: every read and write of the state directory and the key goes through here.
+//!
+//! Files are opened relative to an already checked directory handle with `O_NOFOLLOW`, then
+//! checked on the open descriptor (type, owner, mode, size), so a symlink or a swapped file
+//! cannot slip in between a check and a use. Writes are temp file, fsync, rename, fsync of
+//! the directory: a crash leaves the old file or the new one, never a torn one.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Who may be able to read a file besides its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModePolicy {
+    /// No group or other permission bits at all (the host key).
+    OwnerOnly,
+    /// Not writable by group or others (state files, SPEC.md).
+    NotGroupOrWorldWritable,
+}
+
+/// A directory we have checked and hold open: root-owned, not a symlink, not writable by
+/// group or others.
+pub struct CheckedDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl CheckedDir {
+    /// Opens `path` without following a final symlink and checks it. `Ok(None)` if it does
+    /// not exist.
+    pub fn open(path: &Path) -> Result<Option<Self>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(AT_FDCWD, path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                return Err(Error::unsafe_file(path, "is a symlink or not a directory"))
+            }
+            Err(e) => return Err(Error::io(path, e.into())),
+        };
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        check_owner_mode(path, &meta, ModePolicy::NotGroupOrWorldWritable)?;
+        Ok(Some(CheckedDir {
+            fd: file.into(),
+            path: path.to_owned(),
+        }))
+    }
+
+    /// Creates the directory (mode 0700) if missing, then opens it as [`CheckedDir::open`].
+    pub fn create(path: &Path) -> Result<Self> {
+        match std::fs::DirBuilder::new().mode_0700().create(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        Self::open(path)?
+            .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Opens `name` in this directory without following symlinks and checks it is a regular
+    /// root-owned file under `policy`. `Ok(None)` if it does not exist.
+    pub fn open_file(&self, name: &str, write: bool, policy: ModePolicy) -> Result<Option<File>> {
+        let mut flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        flags |= if write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        let path = self.join(name);
+        let fd = match openat(self.fd.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(Error::unsafe_file(path, "is a symlink")),
+            Err(e) => return Err(Error::io(path, e.into())),
+        };
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::unsafe_file(path, "not a regular file"));
+        }
+        check_owner_mode(&path, &meta, policy)?;
+        Ok(Some(file))
+    }
+
+    /// Opens `name`, creating it empty (mode 0600) if missing.
+    pub fn open_or_create(&self, name: &str) -> Result<File> {
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let path = self.join(name);
+        match openat(self.fd.as_fd(), name, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => drop(File::from(fd)),
+            Err(Errno::ELOOP) => return Err(Error::unsafe_file(path, "is a symlink")),
+            Err(e) => return Err(Error::io(path, e.into())),
+        }
+        self.open_file(name, true, ModePolicy::NotGroupOrWorldWritable)?
+            .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))
+    }
+
+    /// Reads a whole checked file of at most `max_len` bytes. `Ok(None)` if it does not exist.
+    pub fn read_file(
+        &self,
+        name: &str,
+        max_len: u64,
+        policy: ModePolicy,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let Some(file) = self.open_file(name, false, policy)? else {
+            return Ok(None);
+        };
+        let path = self.join(name);
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len > max_len {
+            return Err(Error::corrupt(path, format!("larger than {max_len} bytes")));
+        }
+        let mut buf = Zeroizing::new(Vec::with_capacity(len as usize + 1));
+        // Read one byte past the limit to notice a file that grew after fstat.
+        file.take(max_len + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(&path, e))?;
+        if buf.len() as u64 > max_len {
+            return Err(Error::corrupt(path, format!("larger than {max_len} bytes")));
+        }
+        Ok(Some(buf))
+    }
+
+    /// Replaces `name` with `data` atomically and durably (mode 0600, root).
+    pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
+        let mut nonce = [0u8; 8];
+        crate::crypto::fill_random(&mut nonce)?;
+        let tmp = format!(".tmp.{}.{}", name, hex(&nonce));
+        let tmp_path = self.join(&tmp);
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC;
+        let fd = openat(self.fd.as_fd(), tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::io(&tmp_path, e.into()))?;
+        let mut file = File::from(fd);
+        let written = file
+            .write_all(data)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(&tmp_path, e));
+        drop(file);
+        let renamed = written.and_then(|()| {
+            renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name)
+                .map_err(|e| Error::io(self.join(name), e.into()))
+        });
+        if let Err(e) = renamed {
+            let _ = unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        self.sync()
+    }
+
+    /// Removes `name` if present and syncs the directory.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match unlinkat(self.fd.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => self.sync(),
+            Err(e) => Err(Error::io(self.join(name), e.into())),
+        }
+    }
+
+    /// Makes renames and unlinks in this directory durable.
+    pub fn sync(&self) -> Result<()> {
+        nix::unistd::fsync(self.fd.as_fd()).map_err(|e| Error::io(&self.path, e.into()))
+    }
+
+    /// Names of the entries of the directory (not `.` and `..`).
+    pub fn entries(&self) -> Result<Vec<String>> {
+        let rd = std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(&self.path, e))?;
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn check_owner_mode(path: &Path, meta: &std::fs::Metadata, policy: ModePolicy) -> Result<()> {
+    if meta.uid() != 0 {
+        return Err(Error::unsafe_file(
+            path,
+            format!("owned by uid {}, not root", meta.uid()),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    let forbidden = match policy {
+        ModePolicy::OwnerOnly => 0o077,
+        ModePolicy::NotGroupOrWorldWritable => 0o022,
+    };
+    if mode & forbidden != 0 {
+        return Err(Error::unsafe_file(path, format!("mode {mode:04o} is too open")));
+    }
+    Ok(())
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+trait DirBuilderExt {
+    fn mode_0700(&mut self) -> &mut Self;
+}
+
+impl DirBuilderExt for std::fs::DirBuilder {
+    fn mode_0700(&mut self) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
+    }
+}

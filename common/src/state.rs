@@ -1,0 +1,295 @@
+//! The user state file, format version 1 (TOML), and its decrypted in-memory form.
+//!
+//! The TOTP secret and the recovery-hash key are sealed together with AES-256-GCM under the
+//! host key. The associated data binds the format version and the user name, so a file
+//! copied onto another user's name does not open. During a rekey a file may carry the same
+//! payload sealed under two keys; each entry names its key by [`HostKey::key_id`].
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::counters::Counters;
+use crate::crypto::{fill_random, HostKey};
+use crate::error::{Error, Result};
+use crate::fsutil::hex;
+use crate::recovery;
+use crate::totp::{Algorithm, OtpParams, TotpSecret};
+use crate::user::UserName;
+
+pub const FORMAT_VERSION: u32 = 1;
+/// Largest state file we read. A real one is about 2 KiB.
+pub const MAX_STATE_FILE_LEN: u64 = 64 * 1024;
+const RECOVERY_KEY_LEN: usize = 32;
+
+/// A sealed payload (recovery key || TOTP secret) under one host key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedSecret {
+    key_id: String,
+    nonce: String,
+    ciphertext: String,
+}
+
+/// The file as stored. Field names are SPEC.md's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFileV1 {
+    version: u32,
+    user: String,
+    algorithm: Algorithm,
+    digits: u8,
+    period: u32,
+    /// Unix seconds.
+    created: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_used: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_counter: Option<u64>,
+    failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    locked_until: Option<i64>,
+    rejected_since_success: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_rejected_rhost: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_rejected_at: Option<i64>,
+    /// Links the counters file's records to this version of the file.
+    generation: u64,
+    /// HMAC-SHA256 of each recovery code, hex.
+    recovery_codes: Vec<String>,
+    /// Bit i set: `recovery_codes[i]` is spent.
+    recovery_used: u64,
+    secret: Vec<SealedSecret>,
+}
+
+/// One user's state, decrypted. Wipes its secrets on drop; no `Debug`.
+pub struct UserState {
+    pub user: UserName,
+    pub params: OtpParams,
+    /// Unix seconds.
+    pub created: i64,
+    /// Current mutable values (the state file's, overlaid by the counters file's).
+    pub counters: Counters,
+    pub(crate) generation: u64,
+    pub(crate) recovery_hashes: Vec<[u8; 32]>,
+    pub(crate) secret: TotpSecret,
+    pub(crate) recovery_key: Zeroizing<Vec<u8>>,
+}
+
+fn aad(user: &UserName) -> Vec<u8> {
+    let mut aad = format!("pam_totp state v{FORMAT_VERSION}\0").into_bytes();
+    aad.extend_from_slice(user.as_str().as_bytes());
+    aad
+}
+
+pub(crate) fn new_generation() -> Result<u64> {
+    let mut b = [0u8; 8];
+    fill_random(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+impl UserState {
+    /// A fresh enrollment. The recovery-hash key is derived from the host key and a random
+    /// salt, then sealed with the secret so that a rekey keeps the codes valid.
+    pub fn new(
+        user: UserName,
+        secret: TotpSecret,
+        params: OtpParams,
+        now: i64,
+        last_counter: Option<u64>,
+        key: &HostKey,
+    ) -> Result<Self> {
+        let mut salt = [0u8; 16];
+        fill_random(&mut salt)?;
+        let mut info = user.as_str().as_bytes().to_vec();
+        info.push(0);
+        info.extend_from_slice(&salt);
+        let recovery_key = Zeroizing::new(key.mac(b"pam_totp recovery key v1", &info).to_vec());
+        Ok(UserState {
+            user,
+            params,
+            created: now,
+            counters: Counters {
+                last_counter,
+                ..Counters::default()
+            },
+            generation: new_generation()?,
+            recovery_hashes: Vec::new(),
+            secret,
+            recovery_key,
+        })
+    }
+
+    pub fn secret(&self) -> &TotpSecret {
+        &self.secret
+    }
+
+    /// Replaces the recovery codes with `count` new ones and returns them for display.
+    pub fn new_recovery_codes(&mut self, count: usize) -> Result<Vec<recovery::RecoveryCode>> {
+        let count = count.min(recovery::MAX_RECOVERY_CODES);
+        let codes = recovery::generate(count)?;
+        self.recovery_hashes = codes
+            .iter()
+            .map(|c| recovery::hash(&self.recovery_key, &self.user, c.normalized()))
+            .collect();
+        self.counters.recovery_used = 0;
+        Ok(codes)
+    }
+
+    /// Recovery codes not yet spent.
+    pub fn recovery_codes_left(&self) -> usize {
+        (0..self.recovery_hashes.len())
+            .filter(|i| self.counters.recovery_used & (1u64 << i) == 0)
+            .count()
+    }
+
+    /// Index of the unspent recovery code equal to `normalized`. Every stored hash is
+    /// compared, in constant time.
+    pub(crate) fn match_recovery_code(&self, normalized: &str) -> Option<usize> {
+        let h = recovery::hash(&self.recovery_key, &self.user, normalized);
+        let mut found = None;
+        for (i, stored) in self.recovery_hashes.iter().enumerate() {
+            let unspent = self.counters.recovery_used & (1u64 << i) == 0;
+            if bool::from(stored.ct_eq(&h)) && unspent {
+                found = Some(i);
+            }
+        }
+        found
+    }
+
+    /// Drops spent recovery codes, so a rewritten file carries only live ones.
+    fn compact_recovery_codes(&mut self) {
+        let used = self.counters.recovery_used;
+        let mut i = 0;
+        self.recovery_hashes.retain(|_| {
+            let keep = used & (1u64 << i) == 0;
+            i += 1;
+            keep
+        });
+        self.counters.recovery_used = 0;
+    }
+
+    /// Serializes with a new generation, sealing the payload under each of `keys`.
+    pub(crate) fn to_toml(&mut self, keys: &[&HostKey]) -> Result<Zeroizing<String>> {
+        self.compact_recovery_codes();
+        self.generation = new_generation()?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(RECOVERY_KEY_LEN + 64));
+        plain.extend_from_slice(&self.recovery_key);
+        plain.extend_from_slice(self.secret.as_bytes());
+        let aad = aad(&self.user);
+        let mut secret = Vec::new();
+        for key in keys {
+            let (nonce, ct) = key.seal(&aad, &plain)?;
+            secret.push(SealedSecret {
+                key_id: key.key_id(),
+                nonce: hex(&nonce),
+                ciphertext: hex(&ct),
+            });
+        }
+        let c = &self.counters;
+        let file = StateFileV1 {
+            version: FORMAT_VERSION,
+            user: self.user.as_str().to_owned(),
+            algorithm: self.params.algorithm(),
+            digits: self.params.digits(),
+            period: self.params.period(),
+            created: self.created,
+            last_used: c.last_used,
+            last_counter: c.last_counter,
+            failures: c.failures,
+            locked_until: c.locked_until,
+            rejected_since_success: c.rejected_since_success,
+            last_rejected_rhost: c.last_rejected_rhost.clone(),
+            last_rejected_at: c.last_rejected_at,
+            generation: self.generation,
+            recovery_codes: self.recovery_hashes.iter().map(|h| hex(h)).collect(),
+            recovery_used: c.recovery_used,
+            secret,
+        };
+        toml::to_string(&file)
+            .map(Zeroizing::new)
+            .map_err(|e| Error::InvalidInput(format!("cannot serialize state: {e}")))
+    }
+
+    /// Parses and decrypts a state file read for `user`. `keys` are tried by key id.
+    pub(crate) fn from_toml(
+        bytes: &[u8],
+        user: &UserName,
+        keys: &[&HostKey],
+        path: &std::path::Path,
+    ) -> Result<Self> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::corrupt(path, "not UTF-8"))?;
+        let file: StateFileV1 =
+            toml::from_str(text).map_err(|e| Error::corrupt(path, e.message().to_owned()))?;
+        if file.version != FORMAT_VERSION {
+            return Err(Error::corrupt(
+                path,
+                format!("unsupported format version {}", file.version),
+            ));
+        }
+        if file.user != user.as_str() {
+            return Err(Error::corrupt(path, "belongs to another user"));
+        }
+        let params = OtpParams::new(file.algorithm, file.digits, file.period)
+            .map_err(|e| Error::corrupt(path, e.to_string()))?;
+        let mut recovery_hashes = Vec::with_capacity(file.recovery_codes.len());
+        if file.recovery_codes.len() > recovery::MAX_RECOVERY_CODES {
+            return Err(Error::corrupt(path, "too many recovery codes"));
+        }
+        for h in &file.recovery_codes {
+            let bytes = data_encoding::HEXLOWER
+                .decode(h.as_bytes())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| Error::corrupt(path, "bad recovery code hash"))?;
+            recovery_hashes.push(bytes);
+        }
+        let aad = aad(user);
+        let mut plain = None;
+        for key in keys {
+            let id = key.key_id();
+            let Some(entry) = file.secret.iter().find(|s| s.key_id == id) else {
+                continue;
+            };
+            let nonce = data_encoding::HEXLOWER.decode(entry.nonce.as_bytes());
+            let ct = data_encoding::HEXLOWER.decode(entry.ciphertext.as_bytes());
+            let (Ok(nonce), Ok(ct)) = (nonce, ct) else {
+                return Err(Error::corrupt(path, "bad hex in sealed secret"));
+            };
+            plain = Some(
+                key.open(&aad, &nonce, &ct)
+                    .ok_or_else(|| Error::corrupt(path, "secret does not decrypt (tampered or copied)"))?,
+            );
+            break;
+        }
+        let plain = plain.ok_or_else(|| {
+            Error::corrupt(path, "secret is not sealed under the host key (wrong key?)")
+        })?;
+        if plain.len() < RECOVERY_KEY_LEN {
+            return Err(Error::corrupt(path, "sealed payload too short"));
+        }
+        let recovery_key = Zeroizing::new(plain[..RECOVERY_KEY_LEN].to_vec());
+        let secret = TotpSecret::from_bytes(Zeroizing::new(plain[RECOVERY_KEY_LEN..].to_vec()))
+            .map_err(|e| Error::corrupt(path, e.to_string()))?;
+        Ok(UserState {
+            user: user.clone(),
+            params,
+            created: file.created,
+            counters: Counters {
+                last_used: file.last_used,
+                last_counter: file.last_counter,
+                failures: file.failures,
+                locked_until: file.locked_until,
+                rejected_since_success: file.rejected_since_success,
+                last_rejected_rhost: file.last_rejected_rhost,
+                last_rejected_at: file.last_rejected_at,
+                recovery_used: file.recovery_used,
+            },
+            generation: file.generation,
+            recovery_hashes,
+            secret,
+            recovery_key,
+        })
+    }
+}
