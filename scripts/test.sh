@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Debian 12, as root: installs the test dependencies it lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deps=(libpam0g-dev pamtester openssh-server openssh-client sudo oathtool faketime
+      libpam-google-authenticator rpm passwd util-linux)
+missing=()
+for p in "${deps[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "==> format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> build (the tests load target/debug/libpam_totp.so and run target/debug/totp-enroll)"
+cargo build --workspace --locked
+
+echo "==> tests"
+cargo test --workspace --locked
