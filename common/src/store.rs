@@ -136,10 +136,7 @@ impl Store {
 
     /// Whether `user` has a state file (checked for safety, not decrypted).
     pub fn is_enrolled(&self, user: &UserName) -> Result<bool> {
-        let dir = self.checked_dir()?;
-        Ok(dir
-            .open_file(user.as_str(), false, ModePolicy::NotGroupOrWorldWritable)?
-            .is_some())
+        is_enrolled(&self.dir, user)
     }
 
     fn read_state(&self, dir: &CheckedDir, user: &UserName, keys: &[&HostKey]) -> Result<Option<UserState>> {
@@ -414,6 +411,17 @@ impl Store {
         let text = state.to_toml(seal_with)?;
         dir.write_atomic(user.as_str(), text.as_bytes())
     }
+}
+
+/// Whether `user` has a state file in `state_dir`, without needing the host key (so that
+/// `nullok` can let a never-enrolled user through on a host whose key is not set up yet).
+/// A missing or unsafe state directory is an error, never "not enrolled".
+pub fn is_enrolled(state_dir: &Path, user: &UserName) -> Result<bool> {
+    let dir = CheckedDir::open(state_dir)?
+        .ok_or_else(|| Error::io(state_dir, std::io::ErrorKind::NotFound.into()))?;
+    Ok(dir
+        .open_file(user.as_str(), false, ModePolicy::NotGroupOrWorldWritable)?
+        .is_some())
 }
 
 /// Replaces the host key and re-encrypts every state file, with no moment at which a user
