@@ -95,9 +95,13 @@ pub fn load_with_args<S: AsRef<str>>(args: &[S]) -> Result<Loaded> {
             ("max_failures", Some(v)) => c.max_failures = parse_max_failures(parse_int(name, v)?)?,
             ("lockout_secs", Some(v)) => c.lockout_secs = parse_lockout(parse_int(name, v)?)?,
             ("state_dir" | "key_file" | "window" | "max_failures" | "lockout_secs", None) => {
-                return Err(Error::Config(format!("option {name} needs a value ({name}=...)")))
+                return Err(Error::Config(format!(
+                    "option {name} needs a value ({name}=...)"
+                )))
             }
-            _ => loaded.warnings.push(format!("unknown option {arg:?} ignored")),
+            _ => loaded
+                .warnings
+                .push(format!("unknown option {arg:?} ignored")),
         }
     }
     Ok(loaded)
@@ -124,7 +128,10 @@ pub fn load_file(path: &Path) -> Result<Loaded> {
         .metadata()
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     if !meta.is_file() {
-        return Err(Error::Config(format!("{}: not a regular file", path.display())));
+        return Err(Error::Config(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
     }
     if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
         return Err(Error::Config(format!(
@@ -158,8 +165,16 @@ pub fn apply_toml(config: &mut Config, text: &str) -> std::result::Result<Vec<St
                 .as_integer()
                 .ok_or_else(|| format!("{k} must be an integer"))
         };
-        let boolean = || value.as_bool().ok_or_else(|| format!("{k} must be true or false"));
-        let string = || value.as_str().ok_or_else(|| format!("{k} must be a string"));
+        let boolean = || {
+            value
+                .as_bool()
+                .ok_or_else(|| format!("{k} must be true or false"))
+        };
+        let string = || {
+            value
+                .as_str()
+                .ok_or_else(|| format!("{k} must be a string"))
+        };
         let e = |e: Error| e.to_string();
         match k {
             "state_dir" => config.state_dir = absolute_path(k, string()?).map_err(e)?,
@@ -197,7 +212,9 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
     match v {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::Config(format!("{name}={v:?}: expected true or false"))),
+        _ => Err(Error::Config(format!(
+            "{name}={v:?}: expected true or false"
+        ))),
     }
 }
 
@@ -211,14 +228,18 @@ fn parse_int(name: &str, v: &str) -> Result<i64> {
 
 fn parse_window(n: i64) -> Result<u32> {
     if !(0..=i64::from(MAX_WINDOW)).contains(&n) {
-        return Err(Error::Config(format!("window={n}: must be 0 to {MAX_WINDOW}")));
+        return Err(Error::Config(format!(
+            "window={n}: must be 0 to {MAX_WINDOW}"
+        )));
     }
     Ok(n as u32)
 }
 
 fn parse_max_failures(n: i64) -> Result<u32> {
     if !(0..=10_000).contains(&n) {
-        return Err(Error::Config(format!("max_failures={n}: must be 0 to 10000")));
+        return Err(Error::Config(format!(
+            "max_failures={n}: must be 0 to 10000"
+        )));
     }
     Ok(n as u32)
 }
@@ -226,7 +247,9 @@ fn parse_max_failures(n: i64) -> Result<u32> {
 fn parse_lockout(n: i64) -> Result<u64> {
     const YEAR: i64 = 366 * 24 * 3600;
     if !(0..=YEAR).contains(&n) {
-        return Err(Error::Config(format!("lockout_secs={n}: must be 0 to {YEAR}")));
+        return Err(Error::Config(format!(
+            "lockout_secs={n}: must be 0 to {YEAR}"
+        )));
     }
     Ok(n as u64)
 }
@@ -276,9 +299,17 @@ mod tests {
     #[test]
     fn invalid_values_are_errors() {
         for bad in [
-            "window=abc", "window=99", "window=-1", "window=", "state_dir=relative",
-            "key_file=/a/../b", "max_failures=x", "lockout_secs=1e9", "nullok=maybe",
-            "window", "config=relative",
+            "window=abc",
+            "window=99",
+            "window=-1",
+            "window=",
+            "state_dir=relative",
+            "key_file=/a/../b",
+            "max_failures=x",
+            "lockout_secs=1e9",
+            "nullok=maybe",
+            "window",
+            "config=relative",
         ] {
             assert!(matches!(args(&[bad]), Err(Error::Config(_))), "{bad}");
         }
@@ -297,8 +328,15 @@ mod tests {
         assert_eq!(c.params, OtpParams::new(Algorithm::SHA256, 8, 60).unwrap());
         assert_eq!(c.issuer.as_deref(), Some("Example"));
         for bad in [
-            "window = \"2\"", "window = 11", "digits = 9", "period = 0", "algorithm = \"MD5\"",
-            "state_dir = \"rel\"", "issuer = \"a:b\"", "this is not toml", "recovery_codes = 65",
+            "window = \"2\"",
+            "window = 11",
+            "digits = 9",
+            "period = 0",
+            "algorithm = \"MD5\"",
+            "state_dir = \"rel\"",
+            "issuer = \"a:b\"",
+            "this is not toml",
+            "recovery_codes = 65",
         ] {
             assert!(apply_toml(&mut Config::default(), bad).is_err(), "{bad}");
         }

@@ -256,7 +256,11 @@ mod tests {
             last_rejected_at: Some(-5),
             recovery_used: 0b1010,
         };
-        let rec = Record { seq: 9, generation: 42, counters: c };
+        let rec = Record {
+            seq: 9,
+            generation: 42,
+            counters: c,
+        };
         let b = encode(&user(), &rec);
         assert_eq!(decode(&user(), &b), Some(rec));
         assert_eq!(decode(&UserName::parse("bob").unwrap(), &b), None);
@@ -280,19 +284,24 @@ mod tests {
         let mut slots = read(&file, &path, &u).unwrap();
         assert!(slots.current(1).is_none());
         for i in 1..=5u64 {
-            let c = Counters { last_counter: Some(i), ..Default::default() };
+            let c = Counters {
+                last_counter: Some(i),
+                ..Default::default()
+            };
             write(&file, &path, &u, &mut slots, 1, &c, false).unwrap();
             let back = read(&file, &path, &u).unwrap();
             assert_eq!(back.current(1).unwrap().counters.last_counter, Some(i));
         }
         // Tear the newest slot (5 went to slot 0): the reader falls back to 4.
-        file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[0] + 20).unwrap();
+        file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[0] + 20)
+            .unwrap();
         let back = read(&file, &path, &u).unwrap();
         assert_eq!(back.current(1).unwrap().counters.last_counter, Some(4));
         // Another generation's records are ignored.
         assert!(back.current(2).is_none());
         // Both slots damaged: refused.
-        file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[1] + 20).unwrap();
+        file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[1] + 20)
+            .unwrap();
         assert!(matches!(read(&file, &path, &u), Err(Error::Corrupt { .. })));
     }
 }

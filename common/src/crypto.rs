@@ -44,7 +44,10 @@ impl HostKey {
         if bytes.len() != HOST_KEY_LEN {
             return Err(Error::corrupt(
                 path,
-                format!("host key must be {HOST_KEY_LEN} bytes, found {}", bytes.len()),
+                format!(
+                    "host key must be {HOST_KEY_LEN} bytes, found {}",
+                    bytes.len()
+                ),
             ));
         }
         let mut key = Zeroizing::new([0u8; HOST_KEY_LEN]);
@@ -92,7 +95,13 @@ impl HostKey {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| Error::InvalidInput("encryption failed".into()))?;
         Ok((nonce, ct))
     }

@@ -64,8 +64,7 @@ impl CheckedDir {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(path, e)),
         }
-        Self::open(path)?
-            .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))
+        Self::open(path)?.ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))
     }
 
     pub fn path(&self) -> &Path {
@@ -80,7 +79,11 @@ impl CheckedDir {
     /// root-owned file under `policy`. `Ok(None)` if it does not exist.
     pub fn open_file(&self, name: &str, write: bool, policy: ModePolicy) -> Result<Option<File>> {
         let mut flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        flags |= if write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        flags |= if write {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        };
         let path = self.join(name);
         let fd = match openat(self.fd.as_fd(), name, flags, Mode::empty()) {
             Ok(fd) => fd,
@@ -101,7 +104,12 @@ impl CheckedDir {
     pub fn open_or_create(&self, name: &str) -> Result<File> {
         let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let path = self.join(name);
-        match openat(self.fd.as_fd(), name, flags, Mode::from_bits_truncate(0o600)) {
+        match openat(
+            self.fd.as_fd(),
+            name,
+            flags,
+            Mode::from_bits_truncate(0o600),
+        ) {
             Ok(fd) => drop(File::from(fd)),
             Err(Errno::ELOOP) => return Err(Error::unsafe_file(path, "is a symlink")),
             Err(e) => return Err(Error::io(path, e.into())),
@@ -142,13 +150,15 @@ impl CheckedDir {
         crate::crypto::fill_random(&mut nonce)?;
         let tmp = format!(".tmp.{}.{}", name, hex(&nonce));
         let tmp_path = self.join(&tmp);
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
-        let fd = openat(self.fd.as_fd(), tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| Error::io(&tmp_path, e.into()))?;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(
+            self.fd.as_fd(),
+            tmp.as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| Error::io(&tmp_path, e.into()))?;
         let mut file = File::from(fd);
         let written = file
             .write_all(data)
@@ -207,7 +217,10 @@ fn check_owner_mode(path: &Path, meta: &std::fs::Metadata, policy: ModePolicy) -
         ModePolicy::NotGroupOrWorldWritable => 0o022,
     };
     if mode & forbidden != 0 {
-        return Err(Error::unsafe_file(path, format!("mode {mode:04o} is too open")));
+        return Err(Error::unsafe_file(
+            path,
+            format!("mode {mode:04o} is too open"),
+        ));
     }
     Ok(())
 }

@@ -55,8 +55,13 @@ pub fn generate(count: usize) -> Result<Vec<RecoveryCode>> {
     (0..count).map(|_| RecoveryCode::generate()).collect()
 }
 
+/// Length of google-authenticator's scratch codes (all digits), kept as recovery codes when
+/// a user is migrated.
+pub const SCRATCH_CODE_LEN: usize = 8;
+
 /// The canonical form of what a user typed, if it can be a recovery code: separators
-/// (`-`, space) dropped, upper case, exactly [`CODE_LEN`] symbols of [`ALPHABET`].
+/// (`-`, space) dropped, upper case, and either exactly [`CODE_LEN`] symbols of
+/// [`ALPHABET`] (ours) or exactly [`SCRATCH_CODE_LEN`] digits (an imported scratch code).
 pub fn normalize(input: &str) -> Option<Zeroizing<String>> {
     let mut out = Zeroizing::new(String::with_capacity(CODE_LEN));
     for c in input.chars() {
@@ -64,12 +69,14 @@ pub fn normalize(input: &str) -> Option<Zeroizing<String>> {
             continue;
         }
         let c = c.to_ascii_uppercase();
-        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) || out.len() == CODE_LEN {
+        if !c.is_ascii() || out.len() == CODE_LEN {
             return None;
         }
         out.push(c);
     }
-    (out.len() == CODE_LEN).then_some(out)
+    let ours = out.len() == CODE_LEN && out.bytes().all(|b| ALPHABET.contains(&b));
+    let scratch = out.len() == SCRATCH_CODE_LEN && out.bytes().all(|b| b.is_ascii_digit());
+    (ours || scratch).then_some(out)
 }
 
 /// Keyed hash of a normalized code, bound to the user.
@@ -93,7 +100,10 @@ mod tests {
             let shown = c.display();
             assert_eq!(shown.len(), 11);
             assert_eq!(normalize(&shown).unwrap().as_str(), c.normalized());
-            assert_eq!(normalize(&shown.to_lowercase()).unwrap().as_str(), c.normalized());
+            assert_eq!(
+                normalize(&shown.to_lowercase()).unwrap().as_str(),
+                c.normalized()
+            );
             assert_eq!(
                 normalize(&shown.replace('-', "")).unwrap().as_str(),
                 c.normalized()
@@ -104,7 +114,19 @@ mod tests {
 
     #[test]
     fn normalize_refuses_non_codes() {
-        for bad in ["", "123456", "ABCDE-FGHJ", "ABCDE-FGHJKK", "ABCDE-FGHJ0", "ABCDE-FGHJI", "ÄBCDE-FGHJK"] {
+        assert_eq!(normalize("1234 5678").unwrap().as_str(), "12345678");
+        for bad in [
+            "",
+            "123456",
+            "1234567",
+            "123456789",
+            "1234567A",
+            "ABCDE-FGHJ",
+            "ABCDE-FGHJKK",
+            "ABCDE-FGHJ0",
+            "ABCDE-FGHJI",
+            "ÄBCDE-FGHJK",
+        ] {
             assert!(normalize(bad).is_none(), "{bad}");
         }
     }

@@ -137,6 +137,26 @@ impl UserState {
         Ok(codes)
     }
 
+    /// Replaces the recovery codes with already known ones (e.g. google-authenticator
+    /// scratch codes), each in any form [`recovery::normalize`] accepts.
+    pub fn set_recovery_codes(&mut self, codes: &[&str]) -> Result<()> {
+        if codes.len() > recovery::MAX_RECOVERY_CODES {
+            return Err(Error::InvalidInput(format!(
+                "at most {} recovery codes",
+                recovery::MAX_RECOVERY_CODES
+            )));
+        }
+        let mut hashes = Vec::with_capacity(codes.len());
+        for code in codes {
+            let n = recovery::normalize(code)
+                .ok_or_else(|| Error::InvalidInput("malformed recovery code".into()))?;
+            hashes.push(recovery::hash(&self.recovery_key, &self.user, &n));
+        }
+        self.recovery_hashes = hashes;
+        self.counters.recovery_used = 0;
+        Ok(())
+    }
+
     /// Recovery codes not yet spent.
     pub fn recovery_codes_left(&self) -> usize {
         (0..self.recovery_hashes.len())
@@ -257,10 +277,9 @@ impl UserState {
             let (Ok(nonce), Ok(ct)) = (nonce, ct) else {
                 return Err(Error::corrupt(path, "bad hex in sealed secret"));
             };
-            plain = Some(
-                key.open(&aad, &nonce, &ct)
-                    .ok_or_else(|| Error::corrupt(path, "secret does not decrypt (tampered or copied)"))?,
-            );
+            plain = Some(key.open(&aad, &nonce, &ct).ok_or_else(|| {
+                Error::corrupt(path, "secret does not decrypt (tampered or copied)")
+            })?);
             break;
         }
         let plain = plain.ok_or_else(|| {

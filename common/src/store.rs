@@ -61,11 +61,20 @@ pub enum Outcome {
     /// A valid TOTP code for an unused time step; `step` is now `last_counter` on disk.
     Accepted { step: u64, prior: PriorRejections },
     /// A valid, unspent recovery code; it is now spent on disk.
-    RecoveryAccepted { remaining: usize, prior: PriorRejections },
+    RecoveryAccepted {
+        remaining: usize,
+        prior: PriorRejections,
+    },
     /// Wrong or malformed code. `locked_until` is set if this failure locked the user.
-    Rejected { failures: u32, locked_until: Option<i64> },
+    Rejected {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
     /// A correct code of a time step at or before `last_counter`: counted as a failure.
-    Replayed { failures: u32, locked_until: Option<i64> },
+    Replayed {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
     /// Locked before this attempt; the code was not looked at.
     Locked { until: i64 },
     /// No state file for this user.
@@ -139,9 +148,17 @@ impl Store {
         is_enrolled(&self.dir, user)
     }
 
-    fn read_state(&self, dir: &CheckedDir, user: &UserName, keys: &[&HostKey]) -> Result<Option<UserState>> {
-        let Some(bytes) =
-            dir.read_file(user.as_str(), MAX_STATE_FILE_LEN, ModePolicy::NotGroupOrWorldWritable)?
+    fn read_state(
+        &self,
+        dir: &CheckedDir,
+        user: &UserName,
+        keys: &[&HostKey],
+    ) -> Result<Option<UserState>> {
+        let Some(bytes) = dir.read_file(
+            user.as_str(),
+            MAX_STATE_FILE_LEN,
+            ModePolicy::NotGroupOrWorldWritable,
+        )?
         else {
             return Ok(None);
         };
@@ -274,9 +291,15 @@ impl Store {
             c.locked_until = locked_until;
             let failures = c.failures;
             if m.replayed {
-                Outcome::Replayed { failures, locked_until }
+                Outcome::Replayed {
+                    failures,
+                    locked_until,
+                }
             } else {
-                Outcome::Rejected { failures, locked_until }
+                Outcome::Rejected {
+                    failures,
+                    locked_until,
+                }
             }
         };
         let durable = matches!(
@@ -297,6 +320,7 @@ impl Store {
     /// Enrolls `user` with `secret`, refusing an existing enrollment unless `replace`.
     /// `last_counter` is the step of the confirmation code, so it cannot log in again.
     /// Returns the new recovery codes, to be shown once.
+    #[allow(clippy::too_many_arguments)]
     pub fn enroll(
         &self,
         user: &UserName,
@@ -307,6 +331,43 @@ impl Store {
         replace: bool,
         now: i64,
     ) -> Result<Vec<RecoveryCode>> {
+        let mut codes = Vec::new();
+        self.enroll_with(user, secret, params, last_counter, replace, now, |s| {
+            codes = s.new_recovery_codes(recovery_codes)?;
+            Ok(())
+        })?;
+        Ok(codes)
+    }
+
+    /// Like [`Store::enroll`], keeping known recovery codes (a migration's scratch codes,
+    /// in any form [`recovery::normalize`] accepts) instead of generating new ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enroll_with_recovery_codes(
+        &self,
+        user: &UserName,
+        secret: TotpSecret,
+        params: OtpParams,
+        last_counter: Option<u64>,
+        recovery_codes: &[&str],
+        replace: bool,
+        now: i64,
+    ) -> Result<()> {
+        self.enroll_with(user, secret, params, last_counter, replace, now, |s| {
+            s.set_recovery_codes(recovery_codes)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enroll_with(
+        &self,
+        user: &UserName,
+        secret: TotpSecret,
+        params: OtpParams,
+        last_counter: Option<u64>,
+        replace: bool,
+        now: i64,
+        set_codes: impl FnOnce(&mut UserState) -> Result<()>,
+    ) -> Result<()> {
         let dir = self.checked_dir()?;
         let (_l, existing) = self.lock_and_load(&dir, user, &[&self.key], true)?;
         // An unreadable existing file is replaced only on request.
@@ -319,14 +380,17 @@ impl Store {
             return Err(Error::AlreadyEnrolled(user.to_string()));
         }
         let mut state = UserState::new(user.clone(), secret, params, now, last_counter, &self.key)?;
-        let codes = state.new_recovery_codes(recovery_codes)?;
+        set_codes(&mut state)?;
         let text = state.to_toml(&[&self.key])?;
-        dir.write_atomic(user.as_str(), text.as_bytes())?;
-        Ok(codes)
+        dir.write_atomic(user.as_str(), text.as_bytes())
     }
 
     /// Applies `change` to an enrolled user's state under the lock and rewrites the file.
-    fn modify<T>(&self, user: &UserName, change: impl FnOnce(&mut UserState) -> Result<T>) -> Result<T> {
+    fn modify<T>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut UserState) -> Result<T>,
+    ) -> Result<T> {
         let dir = self.checked_dir()?;
         let (_l, state) = self.lock_and_load(&dir, user, &[&self.key], false)?;
         let mut state = state?.ok_or_else(|| Error::NotEnrolled(user.to_string()))?;
@@ -337,7 +401,11 @@ impl Store {
     }
 
     /// New recovery codes; the old ones stop working.
-    pub fn regenerate_recovery_codes(&self, user: &UserName, count: usize) -> Result<Vec<RecoveryCode>> {
+    pub fn regenerate_recovery_codes(
+        &self,
+        user: &UserName,
+        count: usize,
+    ) -> Result<Vec<RecoveryCode>> {
         self.modify(user, |s| s.new_recovery_codes(count))
     }
 
@@ -403,7 +471,13 @@ impl Store {
     }
 
     /// Rewrites one user's file sealed under `keys` (the first must open it).
-    fn reseal(&self, dir: &CheckedDir, user: &UserName, open_with: &[&HostKey], seal_with: &[&HostKey]) -> Result<()> {
+    fn reseal(
+        &self,
+        dir: &CheckedDir,
+        user: &UserName,
+        open_with: &[&HostKey],
+        seal_with: &[&HostKey],
+    ) -> Result<()> {
         let (_l, state) = self.lock_and_load(dir, user, open_with, false)?;
         let Some(mut state) = state? else {
             return Ok(());

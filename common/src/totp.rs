@@ -296,7 +296,13 @@ mod tests {
         }
         let code = code_at(&secret, &params, now);
         let m = verify(&secret, &params, &code, now, 1, Some(step));
-        assert_eq!(m, CodeMatch { fresh_step: None, replayed: true });
+        assert_eq!(
+            m,
+            CodeMatch {
+                fresh_step: None,
+                replayed: true
+            }
+        );
         let m = verify(&secret, &params, &code, now, 1, Some(step - 1));
         assert_eq!(m.fresh_step, Some(step));
     }
@@ -315,7 +321,10 @@ mod tests {
             format!(" {}", &code[1..]),
             "abcdef".into(),
         ] {
-            assert_eq!(verify(&secret, &params, &bad, now, 1, None), CodeMatch::default());
+            assert_eq!(
+                verify(&secret, &params, &bad, now, 1, None),
+                CodeMatch::default()
+            );
         }
     }
 
@@ -325,11 +334,15 @@ mod tests {
         assert_eq!(s.as_bytes(), b"Hello!\xde\xad\xbe\xef");
         // "1234567890" is exactly 80 bits: accepted, padded or not; 64 bits is refused.
         assert_eq!(
-            TotpSecret::from_base32("gezdgnbvgy3tqojq====").unwrap().as_bytes(),
+            TotpSecret::from_base32("gezdgnbvgy3tqojq====")
+                .unwrap()
+                .as_bytes(),
             b"1234567890"
         );
         assert_eq!(
-            TotpSecret::from_base32("GEZDGNBVGY3TQOJQ").unwrap().as_bytes(),
+            TotpSecret::from_base32("GEZDGNBVGY3TQOJQ")
+                .unwrap()
+                .as_bytes(),
             b"1234567890"
         );
         assert!(TotpSecret::from_base32("GEZDGNBVGY3TQ===").is_err());
@@ -344,7 +357,10 @@ mod tests {
         assert!(OtpParams::new(Algorithm::SHA1, 6, 0).is_err());
         assert!(OtpParams::new(Algorithm::SHA512, 8, 60).is_ok());
         assert_eq!("sha-256".parse::<Algorithm>().unwrap(), Algorithm::SHA256);
-        assert_eq!("HmacSHA512".parse::<Algorithm>().unwrap(), Algorithm::SHA512);
+        assert_eq!(
+            "HmacSHA512".parse::<Algorithm>().unwrap(),
+            Algorithm::SHA512
+        );
         assert!("md5".parse::<Algorithm>().is_err());
     }
 }

@@ -72,7 +72,14 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for n in ["alice", "svc-backup", "user@example.com", "a.b_c", "HOST$", "x"] {
+        for n in [
+            "alice",
+            "svc-backup",
+            "user@example.com",
+            "a.b_c",
+            "HOST$",
+            "x",
+        ] {
             assert_eq!(UserName::parse(n).unwrap().as_str(), n);
         }
     }
@@ -81,8 +88,19 @@ mod tests {
     fn refuses_path_and_control_characters() {
         let long = "a".repeat(MAX_USER_NAME_LEN + 1);
         for n in [
-            "", ".", "..", ".hidden", "-rf", "a/b", "../../etc/shadow", "a\0b", "a\nb", "a b",
-            "é", "a\tb", &long,
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "-rf",
+            "a/b",
+            "../../etc/shadow",
+            "a\0b",
+            "a\nb",
+            "a b",
+            "é",
+            "a\tb",
+            &long,
         ] {
             assert!(UserName::parse(n).is_err(), "{n:?} accepted");
         }
