@@ -58,8 +58,6 @@ struct StateFileV1 {
     generation: u64,
     /// HMAC-SHA256 of each recovery code, hex.
     recovery_codes: Vec<String>,
-    /// Bit i set: `recovery_codes[i]` is spent.
-    recovery_used: u64,
     secret: Vec<SealedSecret>,
 }
 
@@ -86,7 +84,8 @@ fn aad(user: &UserName) -> Vec<u8> {
 pub(crate) fn new_generation() -> Result<u64> {
     let mut b = [0u8; 8];
     fill_random(&mut b)?;
-    Ok(u64::from_le_bytes(b))
+    // TOML integers are signed 64-bit.
+    Ok(u64::from_le_bytes(b) >> 1)
 }
 
 impl UserState {
@@ -224,7 +223,6 @@ impl UserState {
             last_rejected_at: c.last_rejected_at,
             generation: self.generation,
             recovery_codes: self.recovery_hashes.iter().map(|h| hex(h)).collect(),
-            recovery_used: c.recovery_used,
             secret,
         };
         toml::to_string(&file)
@@ -303,7 +301,8 @@ impl UserState {
                 rejected_since_success: file.rejected_since_success,
                 last_rejected_rhost: file.last_rejected_rhost,
                 last_rejected_at: file.last_rejected_at,
-                recovery_used: file.recovery_used,
+                // Spent codes are dropped before every write: all listed codes are live.
+                recovery_used: 0,
             },
             generation: file.generation,
             recovery_hashes,

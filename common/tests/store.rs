@@ -1,0 +1,448 @@
+//! The store: round trip, the login transaction's outcomes, and refusal of every kind of
+//! damaged or unsafe file.
+
+mod support;
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use common::store::{Outcome, PriorRejections};
+use common::{Error, HostKey, Store, UserName};
+use support::*;
+
+#[test]
+fn round_trip_accept_then_replay() {
+    let fx = Fixture::new();
+    let (user, secret) = fx.enroll("alice");
+    let store = fx.store();
+    let code = current_code(&secret);
+    let t = now();
+    let outcome = store.authenticate(&user, &code, &req(t)).unwrap();
+    assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+    let again = store.authenticate(&user, &code, &req(t)).unwrap();
+    assert!(
+        matches!(again, Outcome::Replayed { failures: 1, .. }),
+        "{again:?}"
+    );
+    // A fresh Store (as a new login would) sees the same state.
+    let status = fx.store().status(&user).unwrap().unwrap();
+    assert_eq!(status.counters.failures, 1);
+    assert_eq!(status.recovery_codes_left, 10);
+    assert!(status.counters.last_counter.is_some());
+}
+
+#[test]
+fn spaces_in_code_are_ignored_and_wrong_codes_count() {
+    let fx = Fixture::new();
+    let (user, secret) = fx.enroll("bob");
+    let store = fx.store();
+    let code = current_code(&secret);
+    let wrong = if code.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let o = store.authenticate(&user, wrong, &req(now())).unwrap();
+    assert_eq!(
+        o,
+        Outcome::Rejected {
+            failures: 1,
+            locked_until: None
+        }
+    );
+    let spaced = format!("{} {}", &code[..3], &code[3..]);
+    match store.authenticate(&user, &spaced, &req(now())).unwrap() {
+        Outcome::Accepted { prior, .. } => assert_eq!(
+            prior,
+            PriorRejections {
+                count: 1,
+                last_rhost: Some("192.0.2.1".into()),
+                last_at: prior.last_at
+            }
+        ),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn lockout_after_max_failures_and_expiry() {
+    let fx = Fixture::new();
+    let (user, secret) = fx.enroll("carol");
+    let store = fx.store();
+    let t = now();
+    for i in 1..=5 {
+        let o = store.authenticate(&user, "abc", &req(t)).unwrap();
+        let expect_lock = (i == 5).then_some(t + 300);
+        assert_eq!(
+            o,
+            Outcome::Rejected {
+                failures: i,
+                locked_until: expect_lock
+            }
+        );
+    }
+    let code = current_code(&secret);
+    assert_eq!(
+        store.authenticate(&user, &code, &req(t)).unwrap(),
+        Outcome::Locked { until: t + 300 }
+    );
+    // After the lock runs out, the (still unused) code works.
+    let later = req(t + 301);
+    let code_later = common::totp::code_at(&secret, &Default::default(), (t + 301) as u64);
+    assert!(matches!(
+        store.authenticate(&user, &code_later, &later).unwrap(),
+        Outcome::Accepted { .. }
+    ));
+    // unlock clears a lock at once.
+    for _ in 0..5 {
+        store.authenticate(&user, "abc", &req(t + 302)).unwrap();
+    }
+    store.unlock(&user).unwrap();
+    let s = store.status(&user).unwrap().unwrap();
+    assert_eq!((s.counters.failures, s.counters.locked_until), (0, None));
+}
+
+#[test]
+fn recovery_codes_work_once_and_survive_rewrites() {
+    let fx = Fixture::new();
+    let user = UserName::parse("dave").unwrap();
+    let store = fx.store();
+    let codes = store
+        .enroll(
+            &user,
+            secret_for("dave"),
+            Default::default(),
+            None,
+            3,
+            false,
+            now(),
+        )
+        .unwrap();
+    let first = codes[0].display();
+    let lower = first.to_lowercase().replace('-', "");
+    match store.authenticate(&user, &lower, &req(now())).unwrap() {
+        Outcome::RecoveryAccepted { remaining: 2, .. } => {}
+        o => panic!("{o:?}"),
+    }
+    assert!(matches!(
+        store.authenticate(&user, &first, &req(now())).unwrap(),
+        Outcome::Rejected { .. }
+    ));
+    // A whole-file rewrite (unlock) keeps the spent code spent and the others live.
+    store.unlock(&user).unwrap();
+    assert!(matches!(
+        store.authenticate(&user, &first, &req(now())).unwrap(),
+        Outcome::Rejected { .. }
+    ));
+    assert!(matches!(
+        store
+            .authenticate(&user, &codes[1].display(), &req(now()))
+            .unwrap(),
+        Outcome::RecoveryAccepted { remaining: 1, .. }
+    ));
+    // New codes: the old ones stop working.
+    let new = store.regenerate_recovery_codes(&user, 2).unwrap();
+    assert!(matches!(
+        store
+            .authenticate(&user, &codes[2].display(), &req(now()))
+            .unwrap(),
+        Outcome::Rejected { .. }
+    ));
+    assert!(matches!(
+        store
+            .authenticate(&user, &new[0].display(), &req(now()))
+            .unwrap(),
+        Outcome::RecoveryAccepted { remaining: 1, .. }
+    ));
+}
+
+#[test]
+fn enrollment_is_refused_twice_and_removed() {
+    let fx = Fixture::new();
+    let (user, _) = fx.enroll("erin");
+    let store = fx.store();
+    assert!(matches!(
+        store.enroll(
+            &user,
+            secret_for("x"),
+            Default::default(),
+            None,
+            1,
+            false,
+            now()
+        ),
+        Err(Error::AlreadyEnrolled(_))
+    ));
+    store
+        .enroll(
+            &user,
+            secret_for("x"),
+            Default::default(),
+            None,
+            1,
+            true,
+            now(),
+        )
+        .unwrap();
+    assert!(store.remove(&user).unwrap());
+    assert_eq!(
+        store.authenticate(&user, "123456", &req(now())).unwrap(),
+        Outcome::NotEnrolled
+    );
+    assert!(!store.remove(&user).unwrap());
+}
+
+#[test]
+fn confirmation_step_cannot_log_in() {
+    let fx = Fixture::new();
+    let user = UserName::parse("frank").unwrap();
+    let secret = secret_for("frank");
+    let code = current_code(&secret);
+    let step = common::totp::verify(&secret, &Default::default(), &code, now() as u64, 1, None)
+        .fresh_step
+        .unwrap();
+    fx.store()
+        .enroll(
+            &user,
+            secret,
+            Default::default(),
+            Some(step),
+            1,
+            false,
+            now(),
+        )
+        .unwrap();
+    assert!(matches!(
+        fx.store().authenticate(&user, &code, &req(now())).unwrap(),
+        Outcome::Replayed { .. }
+    ));
+}
+
+/// Loading the user's state must fail with `want`-kind error after `damage`.
+fn refused_after(damage: impl FnOnce(&Fixture, &std::path::Path), want: fn(&Error) -> bool) {
+    let fx = Fixture::new();
+    let (user, secret) = fx.enroll("victim");
+    let path = fx.state_dir.join("victim");
+    damage(&fx, &path);
+    let err = match Store::open(&fx.state_dir, &fx.key_file) {
+        Err(e) => e,
+        Ok(store) => match store.authenticate(&user, &current_code(&secret), &req(now())) {
+            Err(e) => e,
+            Ok(o) => panic!("damaged state accepted: {o:?}"),
+        },
+    };
+    assert!(want(&err), "unexpected error: {err}");
+}
+
+fn corrupt(e: &Error) -> bool {
+    matches!(e, Error::Corrupt { .. })
+}
+fn unsafe_file(e: &Error) -> bool {
+    matches!(e, Error::Unsafe { .. })
+}
+
+#[test]
+fn refuses_bit_flipped_file() {
+    // Flip one bit inside the ciphertext, and separately one in the TOML syntax.
+    refused_after(
+        |_, p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            let at = text.find("ciphertext = \"").unwrap() + 20;
+            let mut bytes = text.into_bytes();
+            bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+            std::fs::write(p, bytes).unwrap();
+        },
+        corrupt,
+    );
+    refused_after(
+        |_, p| {
+            let mut bytes = std::fs::read(p).unwrap();
+            bytes[3] ^= 0x01;
+            std::fs::write(p, bytes).unwrap();
+        },
+        corrupt,
+    );
+}
+
+#[test]
+fn refuses_truncated_and_empty_file() {
+    refused_after(
+        |_, p| {
+            let bytes = std::fs::read(p).unwrap();
+            std::fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
+        },
+        corrupt,
+    );
+    refused_after(|_, p| std::fs::write(p, b"").unwrap(), corrupt);
+}
+
+#[test]
+fn refuses_file_copied_under_another_name() {
+    let fx = Fixture::new();
+    fx.enroll("mallory");
+    let (victim, _) = fx.enroll("victim");
+    let mallory_file = std::fs::read_to_string(fx.state_dir.join("mallory")).unwrap();
+    // Copied as is: the user field names mallory.
+    std::fs::write(fx.state_dir.join("victim"), &mallory_file).unwrap();
+    let err = fx
+        .store()
+        .authenticate(&victim, "123456", &req(now()))
+        .unwrap_err();
+    assert!(corrupt(&err), "{err}");
+    // With the user field edited too: the AEAD's associated data still names mallory.
+    std::fs::write(
+        fx.state_dir.join("victim"),
+        mallory_file.replace("user = \"mallory\"", "user = \"victim\""),
+    )
+    .unwrap();
+    let err = fx
+        .store()
+        .authenticate(&victim, "123456", &req(now()))
+        .unwrap_err();
+    assert!(corrupt(&err), "{err}");
+}
+
+#[test]
+fn refuses_wrong_key() {
+    refused_after(
+        |fx, _| HostKey::generate().unwrap().store(&fx.key_file).unwrap(),
+        corrupt,
+    );
+}
+
+#[test]
+fn refuses_symlinked_file_and_dir() {
+    refused_after(
+        |fx, p| {
+            let real = fx.tmp.path().join("real");
+            std::fs::rename(p, &real).unwrap();
+            symlink(&real, p).unwrap();
+        },
+        unsafe_file,
+    );
+    refused_after(
+        |fx, _| {
+            let real = fx.tmp.path().join("realdir");
+            std::fs::rename(&fx.state_dir, &real).unwrap();
+            symlink(&real, &fx.state_dir).unwrap();
+        },
+        unsafe_file,
+    );
+}
+
+#[test]
+fn refuses_files_not_owned_by_root_or_writable_by_others() {
+    refused_after(
+        |_, p| std::os::unix::fs::chown(p, Some(65534), None).unwrap(),
+        unsafe_file,
+    );
+    refused_after(
+        |fx, _| std::os::unix::fs::chown(&fx.state_dir, Some(65534), None).unwrap(),
+        unsafe_file,
+    );
+    for mode in [0o620, 0o602] {
+        refused_after(
+            move |_, p| std::fs::set_permissions(p, PermissionsExt::from_mode(mode)).unwrap(),
+            unsafe_file,
+        );
+    }
+    for mode in [0o770, 0o707, 0o1777] {
+        refused_after(
+            move |fx, _| {
+                std::fs::set_permissions(&fx.state_dir, PermissionsExt::from_mode(mode)).unwrap()
+            },
+            unsafe_file,
+        );
+    }
+}
+
+#[test]
+fn refuses_oversized_file() {
+    refused_after(
+        |_, p| {
+            let mut text = std::fs::read_to_string(p).unwrap();
+            text.push_str(&format!("\n# {}\n", "x".repeat(70 * 1024)));
+            std::fs::write(p, text).unwrap();
+        },
+        corrupt,
+    );
+}
+
+#[test]
+fn refuses_unsafe_or_malformed_key() {
+    let fx = Fixture::new();
+    std::fs::set_permissions(&fx.key_file, PermissionsExt::from_mode(0o640)).unwrap();
+    assert!(unsafe_file(
+        &Store::open(&fx.state_dir, &fx.key_file).err().unwrap()
+    ));
+    std::fs::set_permissions(&fx.key_file, PermissionsExt::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&fx.key_file, Some(65534), None).unwrap();
+    assert!(unsafe_file(
+        &Store::open(&fx.state_dir, &fx.key_file).err().unwrap()
+    ));
+    std::os::unix::fs::chown(&fx.key_file, Some(0), None).unwrap();
+    std::fs::write(&fx.key_file, [7u8; 31]).unwrap();
+    assert!(corrupt(
+        &Store::open(&fx.state_dir, &fx.key_file).err().unwrap()
+    ));
+    std::fs::remove_file(&fx.key_file).unwrap();
+    assert!(matches!(
+        Store::open(&fx.state_dir, &fx.key_file).err().unwrap(),
+        Error::Io { .. }
+    ));
+}
+
+#[test]
+fn damaged_counters_fall_back_or_refuse() {
+    let fx = Fixture::new();
+    let (user, secret) = fx.enroll("gina");
+    let store = fx.store();
+    assert!(matches!(
+        store
+            .authenticate(&user, &current_code(&secret), &req(now()))
+            .unwrap(),
+        Outcome::Accepted { .. }
+    ));
+    // Garbage over the whole counters file: refused, never treated as a clean slate.
+    std::fs::write(fx.state_dir.join(".gina.counters"), vec![0xA5u8; 4352]).unwrap();
+    let err = store
+        .authenticate(&user, &current_code(&secret), &req(now()))
+        .unwrap_err();
+    assert!(corrupt(&err), "{err}");
+}
+
+#[test]
+fn rekey_keeps_everyone_able_to_log_in() {
+    let fx = Fixture::new();
+    let users: Vec<_> = ["u1", "u2", "u3"].iter().map(|n| fx.enroll(n)).collect();
+    let old_id = fx.store().key().key_id();
+    let report = common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    assert_eq!(report.len(), 3);
+    assert!(report.iter().all(|(_, r)| r.is_ok()));
+    let store = fx.store();
+    assert_ne!(store.key().key_id(), old_id);
+    for (user, secret) in &users {
+        assert!(matches!(
+            store
+                .authenticate(user, &current_code(secret), &req(now()))
+                .unwrap(),
+            Outcome::Accepted { .. }
+        ));
+    }
+    let text = std::fs::read_to_string(fx.state_dir.join("u1")).unwrap();
+    assert_eq!(
+        text.matches("key_id").count(),
+        1,
+        "old key's entry left behind"
+    );
+}
+
+#[test]
+fn list_shows_enrolled_users_only() {
+    let fx = Fixture::new();
+    fx.enroll("a1");
+    fx.enroll("b2");
+    let store = fx.store();
+    store.remove(&UserName::parse("b2").unwrap()).unwrap();
+    let listed: Vec<String> = store.list().unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(listed, vec!["a1".to_string()]);
+}

@@ -1,0 +1,90 @@
+//! Fixtures shared by the `common` integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use common::store::AuthRequest;
+use common::totp::{code_at, OtpParams, TotpSecret};
+use common::{HostKey, Store, UserName};
+use zeroize::Zeroizing;
+
+/// A temporary state directory and key file (root-owned, 0700 / 0600).
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub state_dir: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state_dir = tmp.path().join("state");
+        std::fs::create_dir(&state_dir).unwrap();
+        let key_file = tmp.path().join("pam_totp.key");
+        HostKey::load_or_create(&key_file).expect("create key");
+        Fixture {
+            tmp,
+            state_dir,
+            key_file,
+        }
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.state_dir, &self.key_file).expect("open store")
+    }
+
+    /// Enrolls `name` with a known 160-bit secret (derived from the name) and returns it.
+    pub fn enroll(&self, name: &str) -> (UserName, TotpSecret) {
+        let user = UserName::parse(name).unwrap();
+        self.store()
+            .enroll(
+                &user,
+                secret_for(name),
+                OtpParams::default(),
+                None,
+                10,
+                false,
+                now(),
+            )
+            .expect("enroll");
+        (user, secret_for(name))
+    }
+}
+
+pub fn secret_for(name: &str) -> TotpSecret {
+    let mut bytes: Vec<u8> = name.bytes().cycle().take(20).collect();
+    bytes[0] ^= 0x5a;
+    TotpSecret::from_bytes(Zeroizing::new(bytes)).unwrap()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn current_code(secret: &TotpSecret) -> Zeroizing<String> {
+    code_at(secret, &OtpParams::default(), now() as u64)
+}
+
+pub fn req(now: i64) -> AuthRequest<'static> {
+    AuthRequest {
+        now,
+        window: 1,
+        max_failures: 5,
+        lockout_secs: 300,
+        rhost: Some("192.0.2.1"),
+    }
+}
+
+/// Random bytes from the OS.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    getrandom::getrandom(&mut v).unwrap();
+    v
+}
+
+pub fn random_u64() -> u64 {
+    u64::from_le_bytes(random_bytes(8).try_into().unwrap())
+}
