@@ -1,0 +1,123 @@
+//! Exactly one acceptance per code, whatever the concurrency: threads in one process, and
+//! separate processes (which is what concurrent logins are).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+
+use common::store::Outcome;
+use common::Store;
+use support::*;
+
+const THREADS: usize = 32;
+const THREAD_ROUNDS: usize = 50;
+const PROCESSES: usize = 16;
+const PROCESS_ROUNDS: usize = 25;
+
+#[test]
+fn threads_presenting_the_same_code_accept_it_once() {
+    let fx = Fixture::new();
+    for round in 0..THREAD_ROUNDS {
+        let (user, secret) = fx.enroll(&format!("t{round}"));
+        let code = current_code(&secret);
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (barrier, user, code) = (barrier.clone(), user.clone(), code.clone());
+                let (dir, key) = (fx.state_dir.clone(), fx.key_file.clone());
+                std::thread::spawn(move || {
+                    let store = Store::open(&dir, &key).unwrap();
+                    barrier.wait();
+                    store.authenticate(&user, &code, &req(now())).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let accepted = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Accepted { .. }))
+            .count();
+        let replayed = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Replayed { .. } | Outcome::Locked { .. }))
+            .count();
+        assert_eq!(accepted, 1, "round {round}: {outcomes:?}");
+        assert_eq!(replayed, THREADS - 1, "round {round}: {outcomes:?}");
+    }
+}
+
+/// Child side of the process test: waits for a line on stdin, then authenticates once.
+#[test]
+#[ignore = "run by processes_presenting_the_same_code_accept_it_once"]
+fn child_authenticate_once() {
+    let Ok(dir) = std::env::var("PAM_TOTP_TEST_STATE_DIR") else {
+        return;
+    };
+    let key = std::env::var("PAM_TOTP_TEST_KEY_FILE").unwrap();
+    let user = common::UserName::parse(&std::env::var("PAM_TOTP_TEST_USER").unwrap()).unwrap();
+    let store = Store::open(dir.as_ref(), key.as_ref()).unwrap();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let outcome = store.authenticate(&user, line.trim(), &req(now())).unwrap();
+    let word = match outcome {
+        Outcome::Accepted { .. } => "ACCEPTED",
+        Outcome::Replayed { .. } | Outcome::Locked { .. } => "REPLAYED",
+        _ => "OTHER",
+    };
+    println!("RESULT {word}");
+}
+
+#[test]
+fn processes_presenting_the_same_code_accept_it_once() {
+    let fx = Fixture::new();
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..PROCESS_ROUNDS {
+        let name = format!("p{round}");
+        let (_, secret) = fx.enroll(&name);
+        let code = current_code(&secret);
+        let mut children: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "child_authenticate_once",
+                        "--ignored",
+                        "--nocapture",
+                    ])
+                    .env("PAM_TOTP_TEST_STATE_DIR", &fx.state_dir)
+                    .env("PAM_TOTP_TEST_KEY_FILE", &fx.key_file)
+                    .env("PAM_TOTP_TEST_USER", &name)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // Every child is up and waiting on stdin; release them together.
+        for c in &mut children {
+            writeln!(c.stdin.as_mut().unwrap(), "{}", code.as_str()).unwrap();
+        }
+        let mut results = Vec::new();
+        for mut c in children {
+            drop(c.stdin.take());
+            let out = BufReader::new(c.stdout.take().unwrap());
+            // Read to the end: the test harness prints after our line.
+            let lines: Vec<String> = out.lines().map_while(Result::ok).collect();
+            let result = lines
+                .iter()
+                .find_map(|l| l.strip_prefix("RESULT ").map(str::to_owned))
+                .unwrap_or_else(|| "NONE".into());
+            assert!(c.wait().unwrap().success());
+            results.push(result);
+        }
+        let accepted = results.iter().filter(|r| *r == "ACCEPTED").count();
+        let replayed = results.iter().filter(|r| *r == "REPLAYED").count();
+        assert_eq!(
+            (accepted, replayed),
+            (1, PROCESSES - 1),
+            "round {round}: {results:?}"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Crash safety: a process rewriting one user's state in a loop is SIGKILLed at random
+//! moments; after each kill the state loads and is the old state or the new one.
+//!
+//! The child alternates the two kinds of write the store makes: in-place counter updates
+//! (a wrong code: failures + 1) and whole-file atomic rewrites (unlock: failures = 0, and
+//! new recovery codes). After each completed write it prints the failure count it left.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::store::AuthRequest;
+use common::{Store, UserName};
+use support::*;
+
+const KILLS: usize = 1000;
+
+fn no_lock_req() -> AuthRequest<'static> {
+    AuthRequest {
+        max_failures: 0,
+        ..req(now())
+    }
+}
+
+/// What operation `i` does and the failure count it leaves, given the count before it.
+fn apply(i: u64, failures: u32) -> u32 {
+    if i % 7 == 0 {
+        0
+    } else {
+        failures + 1
+    }
+}
+
+#[test]
+#[ignore = "run by sigkill_during_writes_leaves_old_or_new_state"]
+fn child_write_loop() {
+    let Ok(dir) = std::env::var("PAM_TOTP_TEST_STATE_DIR") else {
+        return;
+    };
+    let key = std::env::var("PAM_TOTP_TEST_KEY_FILE").unwrap();
+    let start: u64 = std::env::var("PAM_TOTP_TEST_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let user = UserName::parse("crash").unwrap();
+    let store = Store::open(dir.as_ref(), key.as_ref()).unwrap();
+    println!("READY");
+    for i in start.. {
+        if i % 7 == 0 {
+            store.unlock(&user).unwrap();
+            if i % 21 == 0 {
+                store.regenerate_recovery_codes(&user, 10).unwrap();
+            }
+        } else {
+            store.authenticate(&user, "abcdef", &no_lock_req()).unwrap();
+        }
+        let s = store.status(&user).unwrap().unwrap();
+        println!("DONE {i} {}", s.counters.failures);
+    }
+}
+
+#[test]
+fn sigkill_during_writes_leaves_old_or_new_state() {
+    let fx = Fixture::new();
+    let (user, _) = fx.enroll("crash");
+    let exe = std::env::current_exe().unwrap();
+    let mut next_op: u64 = 1;
+    let mut failures: u32 = 0;
+    let mut mid_write_kills = 0;
+    for kill in 0..KILLS {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "child_write_loop", "--ignored", "--nocapture"])
+            .env("PAM_TOTP_TEST_STATE_DIR", &fx.state_dir)
+            .env("PAM_TOTP_TEST_KEY_FILE", &fx.key_file)
+            .env("PAM_TOTP_TEST_START", next_op.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            // Only our lines; the test harness prints its own.
+            let ours = out
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| l == "READY" || l.starts_with("DONE "));
+            for line in ours {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "READY");
+        let delay = random_u64() % 4000;
+        std::thread::sleep(Duration::from_micros(delay));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        // The last write the child reported complete.
+        for line in rx.try_iter() {
+            let mut parts = line.split_whitespace().skip(1);
+            let i: u64 = parts.next().unwrap().parse().unwrap();
+            let f: u32 = parts.next().unwrap().parse().unwrap();
+            assert_eq!(i, next_op, "kill {kill}: child skipped an operation");
+            failures = f;
+            next_op = i + 1;
+        }
+        let status = fx
+            .store()
+            .status(&user)
+            .unwrap_or_else(|e| panic!("kill {kill}: state does not load: {e}"))
+            .unwrap();
+        let new = apply(next_op, failures);
+        let got = status.counters.failures;
+        assert!(
+            got == failures || got == new,
+            "kill {kill}: op {next_op}: failures {got}, expected old {failures} or new {new}"
+        );
+        if got == new && new != failures {
+            // The kill landed after the write but before the child reported it.
+            mid_write_kills += 1;
+            failures = new;
+            next_op += 1;
+        }
+        let codes = status.recovery_codes_left;
+        assert_eq!(codes, 10, "kill {kill}: recovery codes torn");
+    }
+    eprintln!(
+        "{KILLS} kills, {mid_write_kills} between a write and its report; reached op {next_op}"
+    );
+}
