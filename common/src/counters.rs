@@ -223,12 +223,16 @@ pub(crate) fn write(
         counters: counters.clone(),
     };
     let bytes = encode(user, &rec);
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len < FILE_LEN {
+        // Write real zeros past the end (not a hole) so the blocks are allocated now: later
+        // writes are then pure overwrites, and a data sync needs no journal commit.
+        let zeros = vec![0u8; (FILE_LEN - len) as usize];
+        file.write_all_at(&zeros, len)
+            .map_err(|e| Error::io(path, e))?;
+    }
     file.write_all_at(&bytes, SLOT_OFFSETS[slot])
         .map_err(|e| Error::io(path, e))?;
-    if file.metadata().map(|m| m.len()).unwrap_or(0) < FILE_LEN {
-        // Give the file its full length so a reader never sees slot 1 half there.
-        file.set_len(FILE_LEN).map_err(|e| Error::io(path, e))?;
-    }
     if durable {
         file.sync_data().map_err(|e| Error::io(path, e))?;
     }

@@ -189,10 +189,16 @@ impl UserState {
         self.counters.recovery_used = 0;
     }
 
-    /// Serializes with a new generation, sealing the payload under each of `keys`.
-    pub(crate) fn to_toml(&mut self, keys: &[&HostKey]) -> Result<Zeroizing<String>> {
-        self.compact_recovery_codes();
+    /// Gives this state a new generation: written out, it supersedes every counters record.
+    pub(crate) fn next_generation(&mut self) -> Result<()> {
         self.generation = new_generation()?;
+        Ok(())
+    }
+
+    /// Serializes, sealing the payload under each of `keys`. Every caller that rewrites an
+    /// existing user's file first calls [`UserState::next_generation`].
+    pub(crate) fn serialize(&mut self, keys: &[&HostKey]) -> Result<Zeroizing<String>> {
+        self.compact_recovery_codes();
         let mut plain = Zeroizing::new(Vec::with_capacity(RECOVERY_KEY_LEN + 64));
         plain.extend_from_slice(&self.recovery_key);
         plain.extend_from_slice(self.secret.as_bytes());

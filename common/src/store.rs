@@ -369,7 +369,7 @@ impl Store {
         set_codes: impl FnOnce(&mut UserState) -> Result<()>,
     ) -> Result<()> {
         let dir = self.checked_dir()?;
-        let (_l, existing) = self.lock_and_load(&dir, user, &[&self.key], true)?;
+        let (mut l, existing) = self.lock_and_load(&dir, user, &[&self.key], true)?;
         // An unreadable existing file is replaced only on request.
         let exists = match existing {
             Ok(s) => s.is_some(),
@@ -381,7 +381,11 @@ impl Store {
         }
         let mut state = UserState::new(user.clone(), secret, params, now, last_counter, &self.key)?;
         set_codes(&mut state)?;
-        let text = state.to_toml(&[&self.key])?;
+        // Counters first, under the new generation: until the state file names that
+        // generation they are ignored, and afterwards the file already has its full length
+        // and a valid record, so the first login is a plain overwrite of the other slot.
+        self.write_counters(&mut l, &state, true)?;
+        let text = state.serialize(&[&self.key])?;
         dir.write_atomic(user.as_str(), text.as_bytes())
     }
 
@@ -395,7 +399,8 @@ impl Store {
         let (_l, state) = self.lock_and_load(&dir, user, &[&self.key], false)?;
         let mut state = state?.ok_or_else(|| Error::NotEnrolled(user.to_string()))?;
         let out = change(&mut state)?;
-        let text = state.to_toml(&[&self.key])?;
+        state.next_generation()?;
+        let text = state.serialize(&[&self.key])?;
         dir.write_atomic(user.as_str(), text.as_bytes())?;
         Ok(out)
     }
@@ -482,7 +487,8 @@ impl Store {
         let Some(mut state) = state? else {
             return Ok(());
         };
-        let text = state.to_toml(seal_with)?;
+        state.next_generation()?;
+        let text = state.serialize(seal_with)?;
         dir.write_atomic(user.as_str(), text.as_bytes())
     }
 }

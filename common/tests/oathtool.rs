@@ -24,7 +24,11 @@ fn oathtool(alg: Algorithm, secret: &TotpSecret, digits: u8, period: u32, time: 
         .env("TZ", "UTC")
         .output()
         .expect("oathtool is not installed (the test command installs it)");
-    assert!(out.status.success(), "oathtool: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "oathtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 

@@ -1,5 +1,5 @@
 //! Fixtures shared by the `common` integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::new_without_default)]
 
 use std::path::PathBuf;
 
