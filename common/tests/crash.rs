@@ -27,7 +27,7 @@ fn no_lock_req() -> AuthRequest<'static> {
 
 /// What operation `i` does and the failure count it leaves, given the count before it.
 fn apply(i: u64, failures: u32) -> u32 {
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         0
     } else {
         failures + 1
@@ -49,9 +49,9 @@ fn child_write_loop() {
     let store = Store::open(dir.as_ref(), key.as_ref()).unwrap();
     println!("READY");
     for i in start.. {
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             store.unlock(&user).unwrap();
-            if i % 21 == 0 {
+            if i.is_multiple_of(21) {
                 store.regenerate_recovery_codes(&user, 10).unwrap();
             }
         } else {
