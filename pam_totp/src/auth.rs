@@ -1,0 +1,305 @@
+//! The decisions of `pam_sm_authenticate`, in SPEC.md's order: options, user, enrollment,
+//! host key, prompt, transaction, result. Every path that is not a success or a `nullok`
+//! pass ends in an error code: nothing here can turn an error into PAM_SUCCESS or
+//! PAM_IGNORE.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::UNIX_EPOCH;
+
+use common::store::{self, Outcome, PriorRejections};
+use common::{AuthRequest, Config, Error, Store, UserName};
+use pamsm::PamError;
+
+use crate::handle::{ConvError, Handle, Level, Notice};
+use crate::text;
+
+/// Longest reply looked at. Codes and recovery codes are far shorter; anything longer is a
+/// wrong code and is not worth scanning.
+const MAX_REPLY_LEN: usize = 64;
+
+/// Runs `f`, turning a panic into PAM_SYSTEM_ERR: a panic must never unwind into (and
+/// abort) the host process, nor be mistaken for a decision.
+pub fn guard(f: impl FnOnce() -> PamError) -> PamError {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(PamError::SYSTEM_ERR)
+}
+
+/// [`authenticate`] under [`guard`], logging a caught panic.
+pub fn authenticate_guarded<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamError {
+    let result = guard(|| authenticate(h, silent, args));
+    if result == PamError::SYSTEM_ERR {
+        // Only a panic gives SYSTEM_ERR; logging may itself fail, so guard it too.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            h.log(Level::Err, "internal error (panic) caught; access denied")
+        }));
+    }
+    result
+}
+
+/// Who and where, for every log line.
+struct Context {
+    service: String,
+    rhost: Option<String>,
+    user: String,
+}
+
+impl Context {
+    fn line(&self, what: &str) -> String {
+        format!(
+            "{what} (service={} user={} rhost={})",
+            self.service,
+            self.user,
+            self.rhost
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |h| text::printable(h, 64))
+        )
+    }
+}
+
+struct Session<'a, H: Handle> {
+    h: &'a mut H,
+    silent: bool,
+    debug: bool,
+    ctx: Context,
+}
+
+impl<H: Handle> Session<'_, H> {
+    fn log(&self, level: Level, what: &str) {
+        self.h.log(level, &self.ctx.line(what));
+    }
+
+    fn debug(&self, what: &str) {
+        if self.debug {
+            self.h.log(Level::Debug, &self.ctx.line(what));
+        }
+    }
+
+    /// PAM_SILENT asks modules not to talk to the user.
+    fn tell(&mut self, kind: Notice, text: &str) {
+        if !self.silent {
+            self.h.tell(kind, text);
+        }
+    }
+
+    fn unavailable(&self, what: &str, e: &Error) -> PamError {
+        self.log(Level::Err, &format!("{what}: {e}; access denied"));
+        PamError::AUTHINFO_UNAVAIL
+    }
+
+    fn not_enrolled(&mut self, nullok: bool) -> PamError {
+        if nullok {
+            self.log(Level::Info, "not enrolled, nullok: ignored");
+            PamError::IGNORE
+        } else {
+            self.log(Level::Notice, "not enrolled: access denied");
+            self.tell(Notice::Error, text::NOT_ENROLLED);
+            PamError::AUTH_ERR
+        }
+    }
+
+    fn tell_prior(&mut self, prior: &PriorRejections) {
+        if prior.count > 0 {
+            let msg =
+                text::prior_rejections(prior.count, prior.last_rhost.as_deref(), prior.last_at);
+            self.tell(Notice::Info, &msg);
+        }
+    }
+}
+
+/// The whole of `pam_sm_authenticate`. `silent`: PAM_SILENT was given.
+pub fn authenticate<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamError {
+    let ctx = Context {
+        service: h
+            .service()
+            .map_or_else(|| "-".to_owned(), |s| text::printable(&s, 64)),
+        rhost: h.rhost(),
+        user: "-".to_owned(),
+    };
+    let mut s = Session {
+        h,
+        silent,
+        debug: false,
+        ctx,
+    };
+
+    let config = match common::config::load_with_args(args) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                s.log(Level::Warning, w);
+            }
+            loaded.config
+        }
+        Err(e) => {
+            s.log(Level::Err, &format!("{e}; access denied"));
+            return PamError::SERVICE_ERR;
+        }
+    };
+    s.debug = config.debug;
+
+    let user = match s.h.user() {
+        Ok(Some(raw)) => match UserName::from_bytes(&raw) {
+            Ok(u) => u,
+            Err(e) => {
+                s.ctx.user = text::printable_bytes(&raw, 32);
+                s.log(Level::Notice, &format!("{e}: user unknown"));
+                return PamError::USER_UNKNOWN;
+            }
+        },
+        Ok(None) => {
+            s.log(Level::Notice, "no user name: user unknown");
+            return PamError::USER_UNKNOWN;
+        }
+        Err(code) => return user_error(&s, code),
+    };
+    // Validated: safe to log as is.
+    s.ctx.user = user.to_string();
+    s.debug(&format!(
+        "config={} state_dir={} key_file={} window={} max_failures={} lockout_secs={} nullok={}",
+        config.config.display(),
+        config.state_dir.display(),
+        config.key_file.display(),
+        config.window,
+        config.max_failures,
+        config.lockout_secs,
+        config.nullok
+    ));
+
+    match store::is_enrolled(&config.state_dir, &user) {
+        Ok(true) => {}
+        Ok(false) => return s.not_enrolled(config.nullok),
+        Err(e) => return s.unavailable("state", &e),
+    }
+    let store = match Store::open(&config.state_dir, &config.key_file) {
+        Ok(st) => st,
+        Err(e) => return s.unavailable("host key", &e),
+    };
+
+    // The prompt comes before the transaction takes the user's lock: nobody waits on a
+    // person while holding it.
+    let reply = match s.h.prompt(text::PROMPT, config.echo) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = match e {
+                ConvError::NoConversation => "no conversation function".to_owned(),
+                ConvError::Failed(code) => format!("conversation failed (PAM error {code})"),
+                ConvError::NoAnswer => "no answer to the prompt".to_owned(),
+            };
+            s.log(Level::Notice, &format!("{why}: conversation error"));
+            return PamError::CONV_ERR;
+        }
+    };
+    // Anything that is not short UTF-8 is a wrong code: counted as a failure like any other.
+    let input = match std::str::from_utf8(&reply) {
+        Ok(i) if i.len() <= MAX_REPLY_LEN => i,
+        _ => "\u{fffd}",
+    };
+
+    let now = match s.h.now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => {
+            s.log(Level::Err, "system clock is before 1970: access denied");
+            return PamError::AUTHINFO_UNAVAIL;
+        }
+    };
+    let rhost = s.ctx.rhost.clone();
+    let req = AuthRequest::from_config(&config, now, rhost.as_deref());
+    let outcome = store.authenticate(&user, input, &req);
+    drop(reply);
+    match outcome {
+        Ok(o) => decide(&mut s, &config, o),
+        Err(e) => s.unavailable("state", &e),
+    }
+}
+
+/// A `pam_get_user` failure: a conversation problem stays one; anything else is an error
+/// code that can never be read as a pass.
+fn user_error<H: Handle>(s: &Session<'_, H>, code: PamError) -> PamError {
+    let result = match code {
+        PamError::CONV_ERR | PamError::CONV_AGAIN => PamError::CONV_ERR,
+        PamError::SUCCESS | PamError::IGNORE => PamError::SYSTEM_ERR,
+        other => other,
+    };
+    s.log(
+        Level::Notice,
+        &format!("could not get the user name ({code:?}): {result:?}"),
+    );
+    result
+}
+
+/// Maps the transaction's outcome to SPEC.md's return codes and messages.
+fn decide<H: Handle>(s: &mut Session<'_, H>, config: &Config, outcome: Outcome) -> PamError {
+    match outcome {
+        Outcome::Accepted { step, prior } => {
+            s.log(
+                Level::Info,
+                &format!(
+                    "code accepted; {} rejected since the last success",
+                    prior.count
+                ),
+            );
+            s.debug(&format!("accepted time step {step}"));
+            s.tell_prior(&prior);
+            PamError::SUCCESS
+        }
+        Outcome::RecoveryAccepted { remaining, prior } => {
+            s.log(
+                Level::Notice,
+                &format!("recovery code accepted, {remaining} left"),
+            );
+            s.tell_prior(&prior);
+            s.tell(Notice::Info, &text::recovery_used(remaining));
+            PamError::SUCCESS
+        }
+        // The attempt that reaches max_failures was still a wrong code: AUTH_ERR, with the
+        // lock announced; only attempts made while locked get MAXTRIES.
+        Outcome::Rejected {
+            failures,
+            locked_until,
+        } => {
+            s.log(
+                Level::Notice,
+                &format!(
+                    "wrong code: access denied; {failures} consecutive failures{}",
+                    locked_note(locked_until)
+                ),
+            );
+            if let Some(until) = locked_until {
+                s.tell(Notice::Error, &text::locked_until(until));
+            }
+            PamError::AUTH_ERR
+        }
+        Outcome::Replayed {
+            failures,
+            locked_until,
+        } => {
+            s.log(
+                Level::Warning,
+                &format!(
+                    "code already used (replay), account may be compromised: access denied; \
+                     {failures} consecutive failures{}",
+                    locked_note(locked_until)
+                ),
+            );
+            s.tell(Notice::Error, text::REPLAYED);
+            if let Some(until) = locked_until {
+                s.tell(Notice::Error, &text::locked_until(until));
+            }
+            PamError::AUTH_ERR
+        }
+        Outcome::Locked { until } => {
+            s.log(
+                Level::Notice,
+                &format!("locked until {}: access denied", text::utc(until)),
+            );
+            s.tell(Notice::Error, &text::locked_until(until));
+            PamError::MAXTRIES
+        }
+        // Removed between the enrollment check and the transaction.
+        Outcome::NotEnrolled => s.not_enrolled(config.nullok),
+    }
+}
+
+fn locked_note(locked_until: Option<i64>) -> String {
+    locked_until.map_or_else(String::new, |t| {
+        format!("; now locked until {}", text::utc(t))
+    })
+}

@@ -1,0 +1,543 @@
+//! The decision logic driven through a scripted [`Handle`]: no libpam, a fixed clock.
+//! The real-libpam tests in tests/tests/pam_*.rs then prove the wiring.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{HostKey, OtpParams, Store, TotpSecret, UserName};
+use pamsm::PamError;
+use zeroize::Zeroizing;
+
+use crate::auth::{authenticate, authenticate_guarded};
+use crate::handle::{ConvError, Handle, Level, Notice};
+use crate::text;
+
+const NOW: i64 = 1_700_000_000;
+
+enum Reply {
+    Answer(Vec<u8>),
+    Fail(ConvError),
+    Panic,
+}
+
+struct Fake {
+    user: Result<Option<Vec<u8>>, PamError>,
+    rhost: Option<String>,
+    replies: VecDeque<Reply>,
+    prompts: Vec<(String, bool)>,
+    told: Vec<(Notice, String)>,
+    logs: RefCell<Vec<(Level, String)>>,
+    now: SystemTime,
+}
+
+impl Fake {
+    fn new(user: &str, replies: Vec<Reply>) -> Self {
+        Fake {
+            user: Ok(Some(user.as_bytes().to_vec())),
+            rhost: Some("198.51.100.7".into()),
+            replies: replies.into(),
+            prompts: Vec::new(),
+            told: Vec::new(),
+            logs: RefCell::new(Vec::new()),
+            now: at(NOW),
+        }
+    }
+
+    fn told(&self, kind: Notice) -> Vec<&str> {
+        self.told
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+
+    fn logged(&self, level: Level) -> Vec<String> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    fn all_logs(&self) -> String {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Handle for Fake {
+    fn user(&mut self) -> Result<Option<Vec<u8>>, PamError> {
+        self.user.clone()
+    }
+    fn service(&self) -> Option<String> {
+        Some("unit".into())
+    }
+    fn rhost(&self) -> Option<String> {
+        self.rhost.clone()
+    }
+    fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError> {
+        self.prompts.push((prompt.to_owned(), echo));
+        match self.replies.pop_front() {
+            Some(Reply::Answer(a)) => Ok(Zeroizing::new(a)),
+            Some(Reply::Fail(e)) => Err(e),
+            Some(Reply::Panic) => panic!("scripted panic"),
+            None => panic!("unexpected prompt"),
+        }
+    }
+    fn tell(&mut self, kind: Notice, text: &str) {
+        self.told.push((kind, text.to_owned()));
+    }
+    fn log(&self, level: Level, text: &str) {
+        self.logs.borrow_mut().push((level, text.to_owned()));
+    }
+    fn now(&self) -> SystemTime {
+        self.now
+    }
+}
+
+fn at(t: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(t as u64)
+}
+
+/// A root-owned 0700 temp dir with a state dir, a host key and one enrolled user.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    key: PathBuf,
+    config: PathBuf,
+    secret: TotpSecret,
+    params: OtpParams,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let key = dir.path().join("key");
+        HostKey::generate().unwrap().store(&key).unwrap();
+        let secret = TotpSecret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+        let f = Fixture {
+            config: dir.path().join("absent.conf"),
+            _dir: dir,
+            state,
+            key,
+            secret,
+            params: OtpParams::default(),
+        };
+        f.enroll("alice", 2);
+        f
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.state, &self.key).unwrap()
+    }
+
+    fn enroll(&self, user: &str, recovery: usize) -> Vec<String> {
+        let secret =
+            TotpSecret::from_bytes(Zeroizing::new(self.secret.as_bytes().to_vec())).unwrap();
+        self.store()
+            .enroll(
+                &UserName::parse(user).unwrap(),
+                secret,
+                self.params,
+                None,
+                recovery,
+                true,
+                NOW - 3600,
+            )
+            .unwrap()
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect()
+    }
+
+    fn code(&self, t: i64) -> Vec<u8> {
+        common::totp::code_at(&self.secret, &self.params, t as u64)
+            .as_bytes()
+            .to_vec()
+    }
+
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut v = vec![
+            format!("config={}", self.config.display()),
+            format!("state_dir={}", self.state.display()),
+            format!("key_file={}", self.key.display()),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn run(&self, h: &mut Fake, extra: &[&str]) -> PamError {
+        authenticate_guarded(h, false, &self.args(extra))
+    }
+}
+
+fn answer(b: &[u8]) -> Vec<Reply> {
+    vec![Reply::Answer(b.to_vec())]
+}
+
+#[test]
+fn valid_code_is_accepted_once_then_replay_is_refused_and_logged() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    assert_eq!(h.prompts, vec![(text::PROMPT.to_owned(), false)]);
+    assert!(h.told.is_empty(), "{:?}", h.told);
+
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+    assert_eq!(h.told(Notice::Error), vec![text::REPLAYED]);
+    let warnings = h.logged(Level::Warning);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("service=unit user=alice rhost=198.51.100.7"),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].contains("replay"));
+}
+
+#[test]
+fn logs_never_hold_the_code() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let wrong = b"987654".to_vec();
+    for input in [&code, &wrong, &code] {
+        let mut h = Fake::new("alice", answer(input));
+        f.run(&mut h, &["debug"]);
+        let logs = h.all_logs();
+        assert!(logs.contains("user=alice"), "{logs}");
+        for secret in [&code, &wrong] {
+            assert!(
+                !logs.contains(std::str::from_utf8(secret).unwrap()),
+                "{logs}"
+            );
+        }
+        assert!(!h.logged(Level::Debug).is_empty());
+    }
+}
+
+#[test]
+fn echo_option_turns_echo_on() {
+    let f = Fixture::new();
+    let mut h = Fake::new("alice", answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &["echo"]), PamError::SUCCESS);
+    assert_eq!(h.prompts, vec![(text::PROMPT.to_owned(), true)]);
+}
+
+#[test]
+fn spaces_in_the_code_are_ignored() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let spaced = format!(
+        " {} {} ",
+        std::str::from_utf8(&code[..3]).unwrap(),
+        std::str::from_utf8(&code[3..]).unwrap()
+    );
+    let mut h = Fake::new("alice", answer(spaced.as_bytes()));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+}
+
+#[test]
+fn window_edges() {
+    let f = Fixture::new();
+    // window=1: one step either side; window=0: only now.
+    for (offset, window, ok) in [
+        (-30, "1", true),
+        (30, "1", true),
+        (-60, "1", false),
+        (60, "1", false),
+        (-30, "0", false),
+        (0, "0", true),
+    ] {
+        f.enroll("alice", 0);
+        let mut h = Fake::new("alice", answer(&f.code(NOW + offset)));
+        let want = if ok {
+            PamError::SUCCESS
+        } else {
+            PamError::AUTH_ERR
+        };
+        assert_eq!(
+            f.run(&mut h, &[&format!("window={window}")]),
+            want,
+            "offset {offset} window {window}"
+        );
+    }
+}
+
+#[test]
+fn hostile_inputs_are_wrong_codes() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let plus = [b"+".as_slice(), &code[1..]].concat();
+    let inputs: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"abcdef".to_vec(),
+        vec![b'1'; 10 * 1024],
+        vec![0xff, 0xfe, b'1', b'2', b'3', b'4'],
+        plus,
+        [code.as_slice(), b"\xff"].concat(),
+    ];
+    let n = inputs.len() as u32;
+    for input in inputs {
+        let mut h = Fake::new("alice", answer(&input));
+        assert_eq!(f.run(&mut h, &["max_failures=0"]), PamError::AUTH_ERR);
+    }
+    let status = f
+        .store()
+        .status(&UserName::parse("alice").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.counters.failures, n, "each one counted as a failure");
+}
+
+#[test]
+fn lockout_then_unlock_by_time() {
+    let f = Fixture::new();
+    let opts = ["max_failures=3", "lockout_secs=60"];
+    for i in 1..=3 {
+        let mut h = Fake::new("alice", answer(b"000000"));
+        assert_eq!(f.run(&mut h, &opts), PamError::AUTH_ERR, "attempt {i}");
+        let errors = h.told(Notice::Error);
+        if i < 3 {
+            assert!(errors.is_empty());
+        } else {
+            assert_eq!(errors, vec![text::locked_until(NOW + 60)]);
+        }
+    }
+    // Locked: even the right code is refused, and the user is told until when.
+    let mut h = Fake::new("alice", answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &opts), PamError::MAXTRIES);
+    assert_eq!(h.told(Notice::Error), vec![text::locked_until(NOW + 60)]);
+    assert!(text::locked_until(NOW + 60).ends_with("locked until 2023-11-14 22:14:20 UTC"));
+
+    // After lockout_secs the right code works, and the user hears about the failures.
+    let later = NOW + 61;
+    let mut h = Fake::new("alice", answer(&f.code(later)));
+    h.now = at(later);
+    assert_eq!(f.run(&mut h, &opts), PamError::SUCCESS);
+    assert_eq!(
+        h.told(Notice::Info),
+        vec![text::prior_rejections(3, Some("198.51.100.7"), Some(NOW))]
+    );
+    assert!(h.told(Notice::Info)[0].starts_with(
+        "3 failed verification attempts since your last login; the last from 198.51.100.7"
+    ));
+}
+
+#[test]
+fn replays_count_towards_the_lock() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(f.run(&mut h, &["max_failures=2"]), PamError::SUCCESS);
+    for i in 1..=2 {
+        let mut h = Fake::new("alice", answer(&code));
+        assert_eq!(f.run(&mut h, &["max_failures=2"]), PamError::AUTH_ERR);
+        assert_eq!(
+            h.told(Notice::Error).len(),
+            i,
+            "replay warning, then also the lock"
+        );
+    }
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(f.run(&mut h, &["max_failures=2"]), PamError::MAXTRIES);
+}
+
+#[test]
+fn recovery_code_is_accepted_once() {
+    let f = Fixture::new();
+    let codes = f.enroll("alice", 2);
+    let mut h = Fake::new("alice", answer(codes[0].to_lowercase().as_bytes()));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    assert_eq!(h.told(Notice::Info), vec!["recovery code used, 1 left"]);
+    let mut h = Fake::new("alice", answer(codes[0].as_bytes()));
+    assert_eq!(
+        f.run(&mut h, &[]),
+        PamError::AUTH_ERR,
+        "a spent code is a wrong code"
+    );
+    let mut h = Fake::new("alice", answer(codes[1].replace('-', "").as_bytes()));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    assert_eq!(
+        h.told(Notice::Info),
+        vec![
+            text::prior_rejections(1, Some("198.51.100.7"), Some(NOW)),
+            "recovery code used, 0 left".to_owned()
+        ]
+    );
+}
+
+#[test]
+fn silent_flag_keeps_quiet_but_decides_the_same() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(authenticate(&mut h, true, &f.args(&[])), PamError::SUCCESS);
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(authenticate(&mut h, true, &f.args(&[])), PamError::AUTH_ERR);
+    assert!(h.told.is_empty());
+    assert_eq!(h.logged(Level::Warning).len(), 1);
+}
+
+#[test]
+fn not_enrolled_with_and_without_nullok() {
+    let f = Fixture::new();
+    let mut h = Fake::new("bob", vec![]);
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::IGNORE);
+    assert!(h.prompts.is_empty() && h.told.is_empty());
+    let mut h = Fake::new("bob", vec![]);
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+    assert_eq!(h.told(Notice::Error), vec![text::NOT_ENROLLED]);
+    // nullok never waves an enrolled user through.
+    let mut h = Fake::new("alice", answer(b"000000"));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTH_ERR);
+}
+
+#[test]
+fn invalid_user_names_are_unknown_without_a_prompt() {
+    let f = Fixture::new();
+    let long = "a".repeat(10 * 1024);
+    for name in [
+        "",
+        "../../etc/shadow",
+        "a\nb",
+        "a\0b",
+        long.as_str(),
+        ".alice.counters",
+    ] {
+        let mut h = Fake::new(name, vec![]);
+        assert_eq!(
+            f.run(&mut h, &["nullok"]),
+            PamError::USER_UNKNOWN,
+            "{name:?}"
+        );
+        assert!(h.prompts.is_empty());
+        let logs = h.all_logs();
+        assert!(!logs.contains('\n') && logs.len() < 400, "{logs}");
+    }
+    let mut h = Fake::new("alice", vec![]);
+    h.user = Ok(None);
+    assert_eq!(f.run(&mut h, &[]), PamError::USER_UNKNOWN);
+    h.user = Err(PamError::CONV_ERR);
+    assert_eq!(f.run(&mut h, &[]), PamError::CONV_ERR);
+    h.user = Err(PamError::SUCCESS);
+    assert_eq!(f.run(&mut h, &[]), PamError::SYSTEM_ERR);
+}
+
+#[test]
+fn bad_options_fail_closed_naming_the_problem() {
+    let f = Fixture::new();
+    for bad in [
+        "window=abc",
+        "window=99",
+        "state_dir=relative",
+        "max_failures=-1",
+        "nullok=perhaps",
+    ] {
+        let mut h = Fake::new("alice", vec![]);
+        assert_eq!(f.run(&mut h, &[bad]), PamError::SERVICE_ERR, "{bad}");
+        let errors = h.logged(Level::Err);
+        let name = bad.split('=').next().unwrap();
+        assert!(
+            errors.len() == 1 && errors[0].contains(name),
+            "{bad}: {errors:?}"
+        );
+    }
+    // Unknown options are logged and ignored.
+    let mut h = Fake::new("alice", answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &["frobnicate=1"]), PamError::SUCCESS);
+    assert!(h.logged(Level::Warning)[0].contains("frobnicate"));
+}
+
+#[test]
+fn missing_key_or_state_is_authinfo_unavail_without_a_prompt() {
+    let f = Fixture::new();
+    let mut h = Fake::new("alice", vec![]);
+    let args = vec![
+        format!("config={}", f.config.display()),
+        format!("state_dir={}", f.state.display()),
+        "key_file=/nonexistent/key".to_owned(),
+    ];
+    assert_eq!(
+        authenticate(&mut h, false, &args),
+        PamError::AUTHINFO_UNAVAIL
+    );
+    assert!(h.prompts.is_empty());
+    let args = vec![
+        format!("config={}", f.config.display()),
+        "state_dir=/nonexistent/state".to_owned(),
+    ];
+    for nullok in [false, true] {
+        let mut args = args.clone();
+        if nullok {
+            args.push("nullok".into());
+        }
+        let mut h = Fake::new("alice", vec![]);
+        assert_eq!(
+            authenticate(&mut h, false, &args),
+            PamError::AUTHINFO_UNAVAIL
+        );
+    }
+}
+
+#[test]
+fn conversation_failures_are_conv_err() {
+    let f = Fixture::new();
+    for e in [
+        ConvError::NoConversation,
+        ConvError::Failed(19),
+        ConvError::NoAnswer,
+    ] {
+        let mut h = Fake::new("alice", vec![Reply::Fail(e)]);
+        assert_eq!(f.run(&mut h, &[]), PamError::CONV_ERR);
+    }
+    let status = f
+        .store()
+        .status(&UserName::parse("alice").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.counters.failures, 0, "no answer is not an attempt");
+}
+
+#[test]
+fn clock_before_1970_fails_closed() {
+    let f = Fixture::new();
+    let mut h = Fake::new("alice", answer(&f.code(0)));
+    h.now = UNIX_EPOCH - Duration::from_secs(10);
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTHINFO_UNAVAIL);
+}
+
+#[test]
+fn a_panic_is_system_err() {
+    let f = Fixture::new();
+    let mut h = Fake::new("alice", vec![Reply::Panic]);
+    assert_eq!(f.run(&mut h, &[]), PamError::SYSTEM_ERR);
+    assert!(h.logged(Level::Err)[0].contains("panic"));
+}
+
+#[test]
+fn corrupt_state_is_authinfo_unavail() {
+    let f = Fixture::new();
+    std::fs::write(f.state.join("alice"), b"not toml at all").unwrap();
+    let mut h = Fake::new("alice", answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTHINFO_UNAVAIL);
+}
+
+#[test]
+fn times_are_shown_in_utc() {
+    assert_eq!(text::utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(text::utc(20_000_000_000), "2603-10-11 11:33:20 UTC");
+    assert_eq!(text::utc(-1), "unix time -1");
+    assert_eq!(text::utc(i64::MAX), format!("unix time {}", i64::MAX));
+    assert_eq!(text::printable("a\nb\u{1b}", 64), "a\\nb\\u{1b}");
+    assert_eq!(text::printable("abcdef", 3), "abc...");
+}
