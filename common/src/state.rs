@@ -236,8 +236,9 @@ impl UserState {
             .map_err(|e| Error::InvalidInput(format!("cannot serialize state: {e}")))
     }
 
-    /// Parses and decrypts a state file read for `user`. `keys` are tried by key id.
-    pub(crate) fn from_toml(
+    /// Parses and decrypts a state file read for `user`. `keys` are tried by key id. Any
+    /// malformed input is an [`Error::Corrupt`] naming `path`; never a panic (fuzzed).
+    pub fn from_toml(
         bytes: &[u8],
         user: &UserName,
         keys: &[&HostKey],
