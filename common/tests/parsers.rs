@@ -38,7 +38,7 @@ fn mutated_state_files_never_panic_or_change_the_secret() {
     let mut ok = 0;
     for _ in 0..ROUNDS {
         let mut v = mutate(&original);
-        if random_bytes(1)[0] % 4 == 0 {
+        if random_bytes(1)[0].is_multiple_of(4) {
             v = mutate(&v);
         }
         if let Ok(state) = UserState::from_toml(&v, &user, &[key], path) {
