@@ -1,1 +1,2 @@
 //! Test helpers shared by the integration tests.
+pub mod pam;
