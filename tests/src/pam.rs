@@ -484,6 +484,19 @@ impl Fixture {
         ))
     }
 
+    /// A /etc/pam.d service (for pamtester) whose auth stack is `pam_totp.so {base} {extra}`
+    /// alone; removed when dropped.
+    pub fn etc_service(&self, tag: &str, extra: &str) -> EtcPamService {
+        EtcPamService::new(
+            tag,
+            &format!(
+                "auth required {} {} {extra}\naccount required pam_permit.so\n",
+                module_path().display(),
+                self.base_args()
+            ),
+        )
+    }
+
     pub fn store(&self) -> Store {
         Store::open(&self.state_dir, &self.key_file).expect("open store")
     }
@@ -572,4 +585,118 @@ impl Drop for EtcPamService {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// libfaketime's preload library (Debian package faketime).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// What a child process did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code; `None` if killed by a signal.
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// `YYYY-MM-DD hh:mm:ss` (UTC) for unix time `t`, the form that freezes libfaketime's
+/// clock (`@T` keeps it ticking).
+pub fn faketime_spec(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Runs `cmd` with `input` on stdin, capturing stdout and stderr; kills it and fails the
+/// test after `timeout`.
+pub fn run_with_timeout(
+    mut cmd: std::process::Command,
+    input: &[u8],
+    timeout: std::time::Duration,
+) -> Run {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    // A child that exits without reading gives EPIPE: not our failure.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    Run {
+        status: status.code(),
+        stdout: String::from_utf8_lossy(&out_t.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_t.join().unwrap()).into_owned(),
+    }
+}
+
+/// `pamtester -v SERVICE USER authenticate` answering the prompt with `input`; with
+/// `faketime`, the clock is frozen at that unix time by libfaketime.
+pub fn pamtester(service: &str, user: &str, input: &[u8], faketime: Option<i64>) -> Run {
+    assert!(
+        Path::new("/usr/bin/pamtester").exists(),
+        "pamtester is not installed (Debian package pamtester)"
+    );
+    let mut cmd = std::process::Command::new("/usr/bin/pamtester");
+    cmd.args(["-v", service, user, "authenticate"]);
+    if let Some(t) = faketime {
+        assert!(
+            Path::new(LIBFAKETIME).exists(),
+            "{LIBFAKETIME} is missing (Debian package faketime)"
+        );
+        cmd.env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME", faketime_spec(t))
+            .env("TZ", "UTC")
+            // Keep the monotonic clock real so the module's lock timeout still runs.
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
+    run_with_timeout(cmd, input, std::time::Duration::from_secs(60))
 }
