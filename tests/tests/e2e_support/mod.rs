@@ -477,3 +477,42 @@ impl Client {
         (self.seen, code)
     }
 }
+
+/// A local group, deleted on drop.
+pub struct TestGroup {
+    pub name: String,
+}
+
+impl TestGroup {
+    pub fn create(tag: &str) -> TestGroup {
+        let name = unique_name(tag);
+        let _g = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        run_ok(cmd("groupadd", &[&name]));
+        TestGroup { name }
+    }
+
+    pub fn add(&self, user: &TestUser) {
+        let _g = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        run_ok(cmd("gpasswd", &["--add", &user.name, &self.name]));
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        let _g = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        let r = run(cmd("groupdel", &[&self.name]));
+        if !r.success() {
+            eprintln!("warning: groupdel {}: {r:?}", self.name);
+        }
+    }
+}
+
+/// `pamtester SERVICE USER authenticate` with `stdin` as the typed answers.
+pub fn pamtester(service: &str, user: &str, stdin: &str) -> Run {
+    require("/usr/bin/pamtester");
+    run_with_timeout(
+        cmd("pamtester", &[service, user, "authenticate"]),
+        stdin.as_bytes(),
+        TIMEOUT,
+    )
+}
