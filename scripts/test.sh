@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deps=(libpam0g-dev pamtester openssh-server openssh-client sudo oathtool faketime
-      libpam-google-authenticator rpm passwd util-linux)
+      libpam-google-authenticator rpm passwd util-linux dpkg-dev)
 missing=()
 for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,6 +24,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> build (the tests load target/debug/libpam_totp.so and run target/debug/totp-enroll)"
 cargo build --workspace --locked
+
+echo "==> packages (.deb and .rpm into target/packages/, installed by tests/tests/e2e_package.rs)"
+bash scripts/build-packages.sh
 
 echo "==> tests"
 cargo test --workspace --locked

@@ -1,0 +1,499 @@
+//! The packages: the .deb installed with dpkg on this machine (modes of every file, an
+//! enrollment with the installed `totp-enroll`, a login through pamtester against the
+//! installed module, remove and purge), the .rpm's file list and modes, and the shipped
+//! config file and docs against the code.
+//!
+//! The packages come from `bash scripts/build-packages.sh` (scripts/test.sh runs it
+//! before `cargo test`) in target/packages/. Run as root on a machine without pam_totp
+//! installed: the test refuses to touch an existing installation.
+
+mod e2e_support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use common::config::{apply_toml, Config};
+use common::totp::{code_at, TotpSecret};
+use common::OtpParams;
+use e2e_support::{cmd, pam_service, pamtester, require, run, run_ok, TestUser, TIMEOUT};
+use integration_tests::pam::{now, run_with_timeout, target_profile_dir, Run};
+
+const DEB_NAME: &str = "libpam-totp";
+const KEY: &str = "/etc/security/pam_totp.key";
+const CONF: &str = "/etc/security/pam_totp.conf";
+const STATE: &str = "/var/lib/pam_totp";
+const MODULE_DEB: &str = "/usr/lib/x86_64-linux-gnu/security/pam_totp.so";
+const CLI: &str = "/usr/bin/totp-enroll";
+
+/// Every key of SPEC's config file section.
+const CONFIG_KEYS: [&str; 13] = [
+    "state_dir",
+    "key_file",
+    "nullok",
+    "window",
+    "max_failures",
+    "lockout_secs",
+    "echo",
+    "debug",
+    "issuer",
+    "algorithm",
+    "digits",
+    "period",
+    "recovery_codes",
+];
+
+/// dpkg and the system-wide paths admit one test at a time.
+static SYSTEM: Mutex<()> = Mutex::new(());
+
+fn repo_file(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The package in target/packages/ whose name starts with `prefix` and ends with
+/// `suffix`. `None` (the test is skipped, loudly) only outside CI: in CI a missing
+/// package is a failure.
+fn package(prefix: &str, suffix: &str) -> Option<PathBuf> {
+    let dir = target_profile_dir()
+        .parent()
+        .expect("target dir")
+        .join("packages");
+    let found = fs::read_dir(&dir).ok().and_then(|entries| {
+        entries.flatten().map(|e| e.path()).find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
+    });
+    if found.is_none() {
+        let msg = format!(
+            "no {prefix}*{suffix} in {}: run `bash scripts/build-packages.sh` first \
+             (scripts/test.sh does)",
+            dir.display()
+        );
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("SKIPPED (not in CI): {msg}");
+    }
+    found
+}
+
+fn mode_of(path: &str) -> (u32, u32, u32) {
+    let m = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (m.mode() & 0o7777, m.uid(), m.gid())
+}
+
+/// sha256 of every file of /etc/pam.d, by name.
+fn pam_d_snapshot() -> BTreeMap<String, String> {
+    let r = run_ok(cmd(
+        "sh",
+        &["-c", "cd /etc/pam.d && find . -type f -exec sha256sum {} +"],
+    ));
+    r.stdout
+        .lines()
+        .map(|l| {
+            let (hash, name) = l.split_once("  ").unwrap();
+            (name.to_owned(), hash.to_owned())
+        })
+        .collect()
+}
+
+fn installed(pkg: &str) -> bool {
+    let r = run(cmd("dpkg-query", &["-W", "-f=${db:Status-Status}", pkg]));
+    r.success() && r.stdout.trim() == "installed"
+}
+
+/// Purges the package on drop, so a failing test leaves no installation behind. Set
+/// up only after checking that nothing of pam_totp was on the machine before.
+struct Installation;
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        let r = run(cmd("dpkg", &["--purge", DEB_NAME]));
+        if !r.success() {
+            eprintln!("warning: dpkg --purge {DEB_NAME}: {r:?}");
+        }
+        // The package's own post-install made these; the guard checked they were absent.
+        let _ = fs::remove_file(KEY);
+        let _ = fs::remove_dir_all(STATE);
+    }
+}
+
+fn refuse_to_clobber() {
+    assert!(
+        !installed(DEB_NAME),
+        "{DEB_NAME} is installed on this machine: this test installs and purges it, so it \
+         runs only where pam_totp is not installed (CI)"
+    );
+    for p in [KEY, CONF, STATE, MODULE_DEB, CLI] {
+        assert!(
+            fs::symlink_metadata(p).is_err(),
+            "{p} exists: refusing to touch an existing pam_totp installation"
+        );
+    }
+}
+
+fn import(user: &str, secret: &TotpSecret) -> Run {
+    run_with_timeout(
+        cmd(CLI, &["import", "--user", user, "--secret-stdin"]),
+        format!("{}\n", secret.to_base32().as_str()).as_bytes(),
+        TIMEOUT,
+    )
+}
+
+fn code(secret: &TotpSecret, t: i64) -> String {
+    code_at(secret, &OtpParams::default(), t as u64).to_string()
+}
+
+fn assert_accepted(r: &Run) {
+    assert!(
+        r.success() && r.stdout.contains("successfully authenticated"),
+        "pamtester should authenticate: {r:?}"
+    );
+}
+
+fn assert_refused(r: &Run) {
+    assert!(!r.success(), "pamtester should be refused: {r:?}");
+}
+
+#[test]
+fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
+    let Some(deb) = package("libpam-totp_", ".deb") else {
+        return;
+    };
+    for p in ["/usr/bin/dpkg", "/usr/bin/pamtester", "/usr/bin/setpriv"] {
+        require(p);
+    }
+    let _lock = SYSTEM.lock().unwrap_or_else(|e| e.into_inner());
+    refuse_to_clobber();
+    let pam_d_before = pam_d_snapshot();
+    let installation = Installation;
+    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
+
+    // Modes of every file the package installed, and of what its postinst created.
+    let listed = run_ok(cmd("dpkg", &["-L", DEB_NAME])).stdout;
+    let mut files = 0;
+    for path in listed.lines().filter(|p| p.starts_with('/') && *p != "/.") {
+        let meta = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        if meta.is_dir() {
+            continue;
+        }
+        files += 1;
+        let want = if path == CLI { 0o4755 } else { 0o644 };
+        assert_eq!(
+            mode_of(path),
+            (want, 0, 0),
+            "{path}: mode, uid, gid (want {want:o} root:root)"
+        );
+    }
+    for p in [
+        MODULE_DEB,
+        CLI,
+        CONF,
+        "/usr/share/pam-configs/pam_totp",
+        "/usr/share/man/man8/pam_totp.8.gz",
+        "/usr/share/man/man1/totp-enroll.1.gz",
+        "/usr/share/man/man5/pam_totp.conf.5.gz",
+        "/usr/share/bash-completion/completions/totp-enroll",
+        "/usr/share/zsh/vendor-completions/_totp-enroll",
+        "/usr/share/doc/libpam-totp/README.md",
+        "/usr/share/doc/libpam-totp/copyright",
+        "/usr/share/doc/libpam-totp/examples/pam.d/sshd.publickey-and-code",
+    ] {
+        assert!(listed.lines().any(|l| l == p), "{p} not in the package");
+    }
+    assert!(files >= 12, "only {files} files installed");
+    assert!(
+        fs::read_to_string("/usr/share/doc/libpam-totp/copyright")
+            .unwrap()
+            .contains("GNU GENERAL PUBLIC LICENSE"),
+        "the copyright file should carry the licence"
+    );
+    assert_eq!(mode_of(STATE), (0o700, 0, 0), "{STATE}");
+    assert!(fs::metadata(STATE).unwrap().is_dir());
+    assert_eq!(mode_of(KEY), (0o600, 0, 0), "{KEY}");
+    assert_eq!(fs::metadata(KEY).unwrap().len(), 32, "{KEY} size");
+    let conffiles = run_ok(cmd("dpkg-query", &["-W", "-f=${Conffiles}", DEB_NAME])).stdout;
+    assert!(conffiles.contains(CONF), "conffiles: {conffiles}");
+    assert!(fs::read_to_string("/usr/share/pam-configs/pam_totp")
+        .unwrap()
+        .contains("Default: no"));
+    assert_eq!(
+        pam_d_snapshot(),
+        pam_d_before,
+        "installing must not change /etc/pam.d"
+    );
+
+    // Reinstalling keeps the key.
+    let key_before = fs::read(KEY).unwrap();
+    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
+    assert_eq!(
+        fs::read(KEY).unwrap(),
+        key_before,
+        "reinstall replaced the key"
+    );
+
+    // Enroll with the installed CLI; log in through the installed module, found by
+    // name in the system's module directory with the shipped config.
+    let user = TestUser::create("pkg");
+    let secret = TotpSecret::generate().unwrap();
+    let r = import(&user.name, &secret);
+    assert!(r.success(), "totp-enroll import: {r:?}");
+    assert!(
+        fs::symlink_metadata(Path::new(STATE).join(&user.name)).is_ok(),
+        "no state file after import"
+    );
+    let svc = pam_service(
+        "pkg",
+        "auth required pam_totp.so\naccount required pam_permit.so\n",
+    );
+    let c = code(&secret, now());
+    assert_refused(&pamtester(svc.name(), &user.name, "000000x\n"));
+    assert_accepted(&pamtester(svc.name(), &user.name, &format!("{c}\n")));
+    assert_refused(&pamtester(svc.name(), &user.name, &format!("{c}\n")));
+
+    // The setuid CLI works for a plain user, and only on that user.
+    let status = run(user.command(CLI, &["status"]));
+    assert!(
+        status.success(),
+        "totp-enroll status as a plain user: {status:?}"
+    );
+    let other = TestUser::create("pko");
+    let foreign = run(other.command(CLI, &["status", "--user", &user.name]));
+    assert!(
+        !foreign.success(),
+        "a plain user must not read another's status: {foreign:?}"
+    );
+    let override_dir = run(user.command(CLI, &["status", "--state-dir", "/tmp"]));
+    assert!(
+        !override_dir.success(),
+        "path overrides are root's only: {override_dir:?}"
+    );
+
+    // A plain user enrolls interactively through a terminal.
+    enroll_interactively(&other, svc.name());
+
+    // Remove: the module's lines that name it get a warning; key and state stay.
+    let removed = run_ok(cmd("dpkg", &["-r", DEB_NAME]));
+    assert!(
+        removed.stderr.contains(svc.name()),
+        "prerm should warn about {} naming pam_totp.so: {removed:?}",
+        svc.name()
+    );
+    for p in [MODULE_DEB, CLI] {
+        assert!(fs::symlink_metadata(p).is_err(), "{p} left after remove");
+    }
+    assert_eq!(
+        fs::read(KEY).unwrap(),
+        key_before,
+        "remove must keep the key"
+    );
+    assert!(
+        Path::new(STATE).join(&user.name).exists(),
+        "remove must keep the state"
+    );
+
+    // Purge: key, state and config go.
+    run_ok(cmd("dpkg", &["--purge", DEB_NAME]));
+    for p in [KEY, CONF, STATE] {
+        assert!(fs::symlink_metadata(p).is_err(), "{p} left after purge");
+    }
+    assert!(!installed(DEB_NAME));
+    drop(svc);
+    assert_eq!(
+        pam_d_snapshot(),
+        pam_d_before,
+        "install and purge must leave /etc/pam.d as it was"
+    );
+    drop(installation);
+}
+
+/// `totp-enroll` as `user` in a pseudo-terminal: reads the secret it prints, confirms
+/// with the current code, and checks the result through the installed module.
+fn enroll_interactively(user: &TestUser, service: &str) {
+    let mut c = user.command(CLI, &["--qr", "none"]);
+    c.env("TERM", "dumb");
+    let session = rexpect::session::spawn_with_options(
+        c,
+        rexpect::reader::Options::new()
+            .timeout_ms(Some(20_000))
+            .strip_ansi_escape_codes(true),
+    )
+    .expect("spawn totp-enroll in a pty");
+    let mut client = e2e_support::Client {
+        session,
+        seen: String::new(),
+    };
+    let none = || String::new();
+    client.expect("Secret:", &none);
+    let line = client.session.read_line().expect("secret line");
+    let b32: String = line.split_whitespace().collect();
+    let secret = TotpSecret::from_base32(&b32).expect("base32 secret after Secret:");
+    client.expect("URI: otpauth://totp/", &none);
+    let confirmed_at = now();
+    client.send_line(&code(&secret, confirmed_at));
+    client.expect("Recovery codes:", &none);
+    let (out, exit) = client.finish();
+    assert_eq!(exit, Some(0), "interactive enrollment: {out}");
+    // The confirmation used up its time step; the next step's code (within the
+    // default window) is fresh.
+    assert_refused(&pamtester(
+        service,
+        &user.name,
+        &format!("{}\n", code(&secret, confirmed_at)),
+    ));
+    assert_accepted(&pamtester(
+        service,
+        &user.name,
+        &format!("{}\n", code(&secret, confirmed_at + 30)),
+    ));
+}
+
+#[test]
+fn rpm_lists_every_file_with_its_mode() {
+    let Some(rpm) = package("pam_totp-", ".rpm") else {
+        return;
+    };
+    require("/usr/bin/rpm");
+    let rpm = rpm.to_str().unwrap();
+    // --dump: path size mtime digest mode owner group isconfig isdoc rdev symlink
+    let dump = run_ok(cmd("rpm", &["-qlp", "--dump", rpm])).stdout;
+    let files: BTreeMap<&str, (u32, &str, &str, bool)> = dump
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let mode = u32::from_str_radix(f[4], 8).unwrap() & 0o7777;
+            (f[0], (mode, f[5], f[6], f[7] == "1"))
+        })
+        .collect();
+    let want: &[(&str, u32, bool)] = &[
+        ("/usr/lib64/security/pam_totp.so", 0o755, false),
+        ("/usr/bin/totp-enroll", 0o4755, false),
+        ("/etc/security/pam_totp.conf", 0o644, true),
+        ("/usr/share/man/man8/pam_totp.8", 0o644, false),
+        ("/usr/share/man/man1/totp-enroll.1", 0o644, false),
+        ("/usr/share/man/man5/pam_totp.conf.5", 0o644, false),
+        (
+            "/usr/share/bash-completion/completions/totp-enroll",
+            0o644,
+            false,
+        ),
+        ("/usr/share/zsh/site-functions/_totp-enroll", 0o644, false),
+        ("/usr/share/doc/pam_totp/README.md", 0o644, false),
+        ("/usr/share/licenses/pam_totp/LICENSE", 0o644, false),
+    ];
+    for &(path, mode, config) in want {
+        let got = files
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} not in the rpm:\n{dump}"));
+        assert_eq!(*got, (mode, "root", "root", config), "{path}");
+    }
+    for (path, (mode, owner, group, _)) in &files {
+        assert_eq!((*owner, *group), ("root", "root"), "{path}");
+        assert!(
+            *mode == 0o644 || want.iter().any(|w| w.0 == *path && w.1 == *mode),
+            "{path}: unexpected mode {mode:o}"
+        );
+    }
+    // The post-install scriptlet is the shared script, not a file name taken as text.
+    let scripts = run_ok(cmd("rpm", &["-qp", "--scripts", rpm])).stdout;
+    assert!(
+        scripts.contains("postinstall scriptlet") && scripts.contains("create_key"),
+        "{scripts}"
+    );
+    let requires = run_ok(cmd("rpm", &["-qpR", rpm])).stdout;
+    assert!(requires.lines().any(|l| l.trim() == "pam"), "{requires}");
+}
+
+#[test]
+fn shipped_config_lists_every_key_commented_at_its_default() {
+    let text = repo_file("packaging/pam_totp.conf");
+    let mut uncommented = String::new();
+    for key in CONFIG_KEYS {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("# {key} = ")))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{key} should appear once, commented: {lines:?}"
+        );
+        uncommented.push_str(&lines[0][2..]);
+        uncommented.push('\n');
+    }
+    // Every key set in the file is a key the code knows: no warnings.
+    let mut config = Config::default();
+    let warnings = apply_toml(&mut config, &uncommented).expect("the documented values parse");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // Each value is the default (issuer's default is the host name: shown as an example).
+    config.issuer = None;
+    assert_eq!(config, Config::default());
+    // Nothing else in the file is active.
+    let mut bare = Config::default();
+    assert!(apply_toml(&mut bare, &text).unwrap().is_empty());
+    assert_eq!(bare, Config::default());
+}
+
+#[test]
+fn docs_describe_every_config_key() {
+    let man = repo_file("packaging/man/pam_totp.conf.5");
+    let readme = repo_file("README.md");
+    for key in CONFIG_KEYS {
+        assert!(
+            man.contains(&format!(".BR {key} ")),
+            "pam_totp.conf(5) lacks {key}"
+        );
+        assert!(
+            readme.contains(&format!("| `{key}`")),
+            "README table lacks {key}"
+        );
+    }
+    let man8 = repo_file("packaging/man/pam_totp.8");
+    for option in [
+        "config=",
+        "state_dir=",
+        "key_file=",
+        "nullok",
+        "window=",
+        "max_failures=",
+        "lockout_secs=",
+        "echo",
+        "debug",
+    ] {
+        assert!(man8.contains(option), "pam_totp(8) lacks {option}");
+    }
+}
+
+#[test]
+fn completions_offer_every_subcommand_of_the_cli() {
+    let cli = target_profile_dir().join("totp-enroll");
+    assert!(
+        cli.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        cli.display()
+    );
+    let help = run_ok(cmd(cli.to_str().unwrap(), &["--help"])).stdout;
+    // clap lists subcommands under "Commands:", one per line, name first.
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Commands: section in --help:\n{help}"))
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(commands.len() >= 7, "{commands:?}");
+    let bash = repo_file("packaging/completions/totp-enroll.bash");
+    let zsh = repo_file("packaging/completions/_totp-enroll");
+    for c in &commands {
+        assert!(bash.contains(c), "bash completion lacks {c}");
+        assert!(zsh.contains(&format!("'{c}:")), "zsh completion lacks {c}");
+    }
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/completions/totp-enroll.bash");
+    let r = run(cmd("bash", &["-n", path.to_str().unwrap()]));
+    assert!(r.success(), "bash -n: {r:?}");
+}
