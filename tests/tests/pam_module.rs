@@ -654,3 +654,38 @@ fn a_code_entered_for_one_user_does_not_work_for_another() {
     f.try_code(&s, "alice", f.code_at(now()))
         .assert_code(PAM_SUCCESS);
 }
+
+// ---- the built object ----
+
+#[test]
+fn module_exports_the_six_entry_points_and_needs_no_libgcc_s() {
+    let so = module_path();
+    let nm = std::process::Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&so)
+        .output()
+        .expect("nm (binutils)");
+    let symbols = String::from_utf8_lossy(&nm.stdout);
+    for entry in [
+        "pam_sm_authenticate",
+        "pam_sm_setcred",
+        "pam_sm_acct_mgmt",
+        "pam_sm_open_session",
+        "pam_sm_close_session",
+        "pam_sm_chauthtok",
+    ] {
+        assert!(
+            symbols.lines().any(|l| l.ends_with(&format!(" T {entry}"))),
+            "{entry} missing"
+        );
+    }
+    // C hosts would otherwise load libgcc_s.so.1 on every pam_start (see pam_totp/build.rs).
+    let readelf = std::process::Command::new("readelf")
+        .arg("-d")
+        .arg(&so)
+        .output()
+        .expect("readelf (binutils)");
+    let dynamic = String::from_utf8_lossy(&readelf.stdout);
+    assert!(dynamic.contains("libpam.so.0"), "{dynamic}");
+    assert!(!dynamic.contains("libgcc_s"), "{dynamic}");
+}
