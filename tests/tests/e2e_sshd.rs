@@ -14,9 +14,10 @@ const REMOTE_OUTPUT: &str = "pamtotp-ok-42";
 
 /// A test user enrolled in a fresh state dir, and sshd configured by `recipe`.
 struct Setup {
-    fixture: Fixture,
-    user: TestUser,
+    // Drop order: sshd stops before its user and state go.
     sshd: Sshd,
+    user: TestUser,
+    fixture: Fixture,
 }
 
 fn setup(recipe: &str) -> Setup {
@@ -34,9 +35,9 @@ fn setup(recipe: &str) -> Setup {
         &pam,
     );
     Setup {
-        fixture,
-        user,
         sshd,
+        user,
+        fixture,
     }
 }
 

@@ -15,11 +15,11 @@ use integration_tests::pam::{now, run_with_timeout, Fixture, Run};
 const PASSWORD: &str = "sudo test password 7";
 
 struct Setup {
-    fixture: Fixture,
-    user: TestUser,
-    // Drop order: the rule goes before the service it names.
+    // Drop order: the rule goes before the service it names, the user, the state.
     _sudoers: EtcFile,
     _service: EtcFile,
+    user: TestUser,
+    fixture: Fixture,
 }
 
 fn setup(recipe: &str) -> Setup {
@@ -52,10 +52,10 @@ fn setup(recipe: &str) -> Setup {
         0o440,
     );
     Setup {
-        fixture,
-        user,
         _sudoers: sudoers,
         _service: service,
+        user,
+        fixture,
     }
 }
 

@@ -294,13 +294,14 @@ pub fn wrong_code(fixture: &Fixture) -> String {
 /// A private sshd on 127.0.0.1: its own config, host key, port and PAM service (sshd
 /// takes the service name from argv[0], so it runs through a symlink of that name).
 pub struct Sshd {
-    pub port: u16,
-    pub client_key: PathBuf,
-    dir: tempfile::TempDir,
-    log: PathBuf,
-    // Field order is drop order: the daemon stops before its PAM service goes.
+    // Field order is drop order: the daemon stops before its PAM service and its
+    // directory go.
     daemon: Daemon,
     _service: EtcFile,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub client_key: PathBuf,
+    log: PathBuf,
 }
 
 impl Sshd {
