@@ -225,14 +225,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         "installing must not change /etc/pam.d"
     );
 
-    // Reinstalling keeps the key.
     let key_before = fs::read(KEY).unwrap();
-    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
-    assert_eq!(
-        fs::read(KEY).unwrap(),
-        key_before,
-        "reinstall replaced the key"
-    );
 
     // Enroll with the installed CLI; log in through the installed module, found by
     // name in the system's module directory with the shipped config.
@@ -244,6 +237,27 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         fs::symlink_metadata(Path::new(STATE).join(&user.name)).is_ok(),
         "no state file after import"
     );
+    // Reinstalling (an upgrade runs the same postinst) keeps the key and the state.
+    let state_file = Path::new(STATE).join(&user.name);
+    assert_eq!(
+        mode_of(state_file.to_str().unwrap()),
+        (0o600, 0, 0),
+        "state file"
+    );
+    let state_before = fs::read(&state_file).unwrap();
+    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
+    assert_eq!(
+        fs::read(KEY).unwrap(),
+        key_before,
+        "reinstall replaced the key"
+    );
+    assert_eq!(
+        fs::read(&state_file).unwrap(),
+        state_before,
+        "reinstall changed the state"
+    );
+    assert_eq!(mode_of(STATE), (0o700, 0, 0), "{STATE}");
+
     let svc = pam_service(
         "pkg",
         "auth required pam_totp.so\naccount required pam_permit.so\n",
