@@ -58,7 +58,7 @@ _totp_enroll() {
 
     local opts
     case $command in
-        "") opts="$global --user --qr" ;;
+        "") opts="$global --user --replace --qr" ;;
         status) opts="$global --user --json" ;;
         disable | recovery-codes) opts="$global --user" ;;
         import) opts="$global --user --secret-stdin --from-google-authenticator --from-oath-usersfile --algorithm --digits --period --replace" ;;
