@@ -258,7 +258,7 @@ fn decide<H: Handle>(s: &mut Session<'_, H>, config: &Config, outcome: Outcome) 
             s.log(
                 Level::Notice,
                 &format!(
-                    "wrong code: access denied; {failures} consecutive failures{}",
+                    "wrong code: access denied; consecutive failures: {failures}{}",
                     locked_note(locked_until)
                 ),
             );
@@ -275,7 +275,7 @@ fn decide<H: Handle>(s: &mut Session<'_, H>, config: &Config, outcome: Outcome) 
                 Level::Warning,
                 &format!(
                     "code already used (replay), account may be compromised: access denied; \
-                     {failures} consecutive failures{}",
+                     consecutive failures: {failures}{}",
                     locked_note(locked_until)
                 ),
             );
