@@ -1,1 +1,204 @@
-fn main() {}
+//! `totp-enroll`: enrollment and administration of pam_totp, installed setuid root.
+//!
+//! A thin layer over `common`: this crate parses arguments, decides who may do what, talks
+//! to the terminal and draws the QR code; every read and write of state goes through
+//! `common::Store`. Exit status per SPEC.md: 0 success, 1 refused or failed verification,
+//! 2 usage error, 3 system error.
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod cli;
+mod enroll;
+mod failure;
+mod import;
+mod privilege;
+mod qr;
+mod term;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Config, HostKey, Store, UserName};
+
+use cli::{Cli, Command};
+use failure::Failure;
+use privilege::{Caller, Privileges};
+
+fn main() {
+    privilege::harden();
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("totp-enroll: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> Result<(), Failure> {
+    let privs = Privileges::drop()?;
+    // Parsed with the caller's rights: clap prints help and usage errors (exit 2) itself.
+    let cli = Cli::parse_checked();
+    let caller = privs.caller()?;
+    if !caller.is_root {
+        refuse_root_only(&cli)?;
+    }
+    let ctx = Ctx::new(privs, caller, &cli)?;
+    match &cli.command {
+        None => enroll::run(&ctx, &cli.enroll),
+        Some(Command::Status { user, json }) => admin::status(&ctx, user.as_ref(), *json),
+        Some(Command::Disable { user }) => admin::disable(&ctx, user.as_ref()),
+        Some(Command::RecoveryCodes { user }) => admin::recovery_codes(&ctx, user.as_ref()),
+        Some(Command::Import(args)) => import::run(&ctx, args),
+        Some(Command::Unlock { user }) => admin::unlock(&ctx, user),
+        Some(Command::List { json }) => admin::list(&ctx, *json),
+        Some(Command::Rekey) => admin::rekey(&ctx),
+    }
+}
+
+/// A caller other than root gets the same answer whatever the target account: nothing is
+/// read before this check, so no reply can depend on another user's enrollment.
+fn refuse_root_only(cli: &Cli) -> Result<(), Failure> {
+    if let Some(opt) = cli.paths.first_given() {
+        return Err(Failure::refused(format!("{opt} is only for root")));
+    }
+    if let Some(cmd) = &cli.command {
+        if let Some(name) = cmd.root_only() {
+            return Err(Failure::refused(format!("`{name}` is only for root")));
+        }
+        if cmd.user().is_some() {
+            return Err(Failure::refused(
+                "--user is only for root; without it you act on your own account",
+            ));
+        }
+    }
+    if cli.enroll.user.is_some() {
+        return Err(Failure::refused(
+            "--user is only for root; without it you enroll your own account",
+        ));
+    }
+    Ok(())
+}
+
+/// What every command works with.
+pub struct Ctx {
+    privs: Privileges,
+    pub caller: Caller,
+    pub config: Config,
+}
+
+impl Ctx {
+    fn new(privs: Privileges, caller: Caller, cli: &Cli) -> Result<Self, Failure> {
+        let path = cli
+            .paths
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(common::config::DEFAULT_CONFIG));
+        let loaded = privs.as_root(|| common::config::load_file(&path))??;
+        for w in &loaded.warnings {
+            eprintln!("totp-enroll: warning: {}: {w}", path.display());
+        }
+        let mut config = loaded.config;
+        if let Some(p) = &cli.paths.state_dir {
+            config.state_dir = p.clone();
+        }
+        if let Some(p) = &cli.paths.key_file {
+            config.key_file = p.clone();
+        }
+        Ok(Ctx {
+            privs,
+            caller,
+            config,
+        })
+    }
+
+    /// Runs one call into `common` with root's rights.
+    pub fn root<T>(&self, f: impl FnOnce() -> common::Result<T>) -> Result<T, Failure> {
+        Ok(self.privs.as_root(f)??)
+    }
+
+    /// The account to act on: `--user` (root only, checked before) or the caller.
+    pub fn target(&self, user: Option<&UserName>) -> Result<UserName, Failure> {
+        match user {
+            Some(u) => Ok(u.clone()),
+            None => UserName::parse(&self.caller.name).map_err(|e| {
+                Failure::refused(format!(
+                    "account name {:?} cannot be enrolled: {e}",
+                    self.caller.name
+                ))
+            }),
+        }
+    }
+
+    /// The store with its host key. For `create` (enrollment and import by root) a missing
+    /// state directory and key are created; otherwise both must exist.
+    pub fn store(&self, create: bool) -> Result<Store, Failure> {
+        let c = &self.config;
+        if create && self.caller.is_root {
+            let (key, created) = self.root(|| {
+                common::fsutil::CheckedDir::create(&c.state_dir)?;
+                HostKey::load_or_create(&c.key_file)
+            })?;
+            if created {
+                eprintln!(
+                    "totp-enroll: created a new host key {}",
+                    c.key_file.display()
+                );
+            }
+            return Ok(Store::new(&c.state_dir, key));
+        }
+        self.root(|| Store::open(&c.state_dir, &c.key_file))
+            .map_err(|e| match e {
+                Failure::System(m) if !self.caller.is_root => Failure::System(format!(
+                    "{m} (pam_totp is not set up on this host; ask an administrator)"
+                )),
+                e => e,
+            })
+    }
+
+    /// The issuer shown in the app: the config's `issuer`, else the host name.
+    pub fn issuer(&self) -> String {
+        if let Some(i) = &self.config.issuer {
+            return i.clone();
+        }
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let host: String = host
+            .chars()
+            .filter(|c| !c.is_control() && *c != ':')
+            .collect();
+        if host.is_empty() {
+            "pam_totp".to_owned()
+        } else {
+            host
+        }
+    }
+}
+
+/// Seconds since 1970.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `2026-01-31T12:00:00Z`.
+pub fn format_time(t: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Whether an account of that name exists (NSS), for root's `--user`: enrolling a typo
+/// would lock nobody out but confuse everyone.
+pub fn require_account(user: &UserName) -> Result<(), Failure> {
+    match nix::unistd::User::from_name(user.as_str()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Failure::refused(format!("no account named {user}"))),
+        Err(e) => Err(Failure::System(format!("cannot look up {user}: {e}"))),
+    }
+}

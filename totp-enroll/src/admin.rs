@@ -1,0 +1,218 @@
+//! status, disable, recovery-codes, unlock, list, rekey.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use common::{Status, UserName};
+
+use crate::enroll::{block_keyboard_signals, confirm_current_code, print_recovery_codes};
+use crate::failure::Failure;
+use crate::{format_time, now, Ctx};
+
+pub fn status(ctx: &Ctx, user: Option<&UserName>, json: bool) -> Result<(), Failure> {
+    let user = ctx.target(user)?;
+    let store = ctx.store(false)?;
+    let status = ctx.root(|| store.status(&user))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", status_json(&user, status.as_ref(), now()))?;
+        return Ok(());
+    }
+    match status {
+        None => writeln!(out, "{user}: not enrolled")?,
+        Some(s) => write_status(&mut out, &s, now())?,
+    }
+    Ok(())
+}
+
+/// Every field a script may want; times as unix seconds. Never the secret.
+fn status_json(user: &UserName, s: Option<&Status>, now: i64) -> Value {
+    let Some(s) = s else {
+        return json!({ "user": user.as_str(), "enrolled": false });
+    };
+    let c = &s.counters;
+    json!({
+        "user": s.user.as_str(),
+        "enrolled": true,
+        "algorithm": s.params.algorithm().as_str(),
+        "digits": s.params.digits(),
+        "period": s.params.period(),
+        "created": s.created,
+        "last_used": c.last_used,
+        "last_counter": c.last_counter,
+        "failures": c.failures,
+        "locked": s.locked(now),
+        "locked_until": c.locked_until.filter(|t| *t > now),
+        "recovery_codes_left": s.recovery_codes_left,
+        "rejected_since_success": c.rejected_since_success,
+        "last_rejected_rhost": c.last_rejected_rhost,
+        "last_rejected_at": c.last_rejected_at,
+    })
+}
+
+fn write_status(out: &mut impl Write, s: &Status, now: i64) -> Result<(), Failure> {
+    let c = &s.counters;
+    let when = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), format_time);
+    writeln!(out, "user:                {}", s.user)?;
+    writeln!(
+        out,
+        "enrolled:            yes ({}, {} digits, {} s)",
+        s.params.algorithm(),
+        s.params.digits(),
+        s.params.period()
+    )?;
+    writeln!(out, "created:             {}", format_time(s.created))?;
+    writeln!(out, "last used:           {}", when(c.last_used))?;
+    writeln!(out, "failures:            {}", c.failures)?;
+    match c.locked_until.filter(|t| *t > now) {
+        Some(t) => writeln!(out, "locked:              until {}", format_time(t))?,
+        None => writeln!(out, "locked:              no")?,
+    }
+    writeln!(out, "recovery codes left: {}", s.recovery_codes_left)?;
+    if c.rejected_since_success > 0 {
+        writeln!(
+            out,
+            "rejected since last success: {} (last at {} from {})",
+            c.rejected_since_success,
+            when(c.last_rejected_at),
+            c.last_rejected_rhost
+                .as_deref()
+                .unwrap_or("an unknown host")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn disable(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
+    let user = ctx.target(user)?;
+    let store = ctx.store(false)?;
+    if !ctx.root(|| store.is_enrolled(&user))? {
+        return Err(Failure::refused(format!("{user} is not enrolled")));
+    }
+    if !ctx.caller.is_root {
+        confirm_current_code(ctx, &store, &user)?;
+    }
+    ctx.root(|| store.remove(&user))?;
+    println!("{user} is no longer enrolled.");
+    Ok(())
+}
+
+pub fn recovery_codes(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
+    let user = ctx.target(user)?;
+    let store = ctx.store(false)?;
+    if !ctx.root(|| store.is_enrolled(&user))? {
+        return Err(Failure::refused(format!("{user} is not enrolled")));
+    }
+    if !ctx.caller.is_root {
+        confirm_current_code(ctx, &store, &user)?;
+    }
+    block_keyboard_signals();
+    let codes = ctx.root(|| store.regenerate_recovery_codes(&user, ctx.config.recovery_codes))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "New recovery codes for {user}; the old ones no longer work.\n"
+    )?;
+    print_recovery_codes(&mut out, &codes)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn unlock(ctx: &Ctx, user: &UserName) -> Result<(), Failure> {
+    let store = ctx.store(false)?;
+    ctx.root(|| store.unlock(user))?;
+    println!("{user}: failures cleared, not locked");
+    Ok(())
+}
+
+pub fn list(ctx: &Ctx, json: bool) -> Result<(), Failure> {
+    let store = ctx.store(false)?;
+    let users = ctx.root(|| store.list())?;
+    let now = now();
+    let mut broken = 0;
+    let mut out = std::io::stdout().lock();
+    let mut rows = Vec::new();
+    for (name, status) in &users {
+        match status {
+            Ok(s) => {
+                if json {
+                    rows.push(status_json(&s.user, Some(s), now));
+                } else {
+                    let locked = s
+                        .counters
+                        .locked_until
+                        .filter(|t| *t > now)
+                        .map_or_else(|| "-".to_owned(), |t| format!("until {}", format_time(t)));
+                    rows.push(Value::String(format!(
+                        "{:<20} {:<20} {:<20} {:>8} {:>10}  {}",
+                        name,
+                        format_time(s.created),
+                        s.counters
+                            .last_used
+                            .map_or_else(|| "never".to_owned(), format_time),
+                        s.counters.failures,
+                        s.recovery_codes_left,
+                        locked
+                    )));
+                }
+            }
+            Err(e) => {
+                broken += 1;
+                if json {
+                    rows.push(json!({ "user": name, "error": e.to_string() }));
+                } else {
+                    rows.push(Value::String(format!("{name:<20} error: {e}")));
+                }
+            }
+        }
+    }
+    if json {
+        writeln!(out, "{}", Value::Array(rows))?;
+    } else {
+        writeln!(
+            out,
+            "{:<20} {:<20} {:<20} {:>8} {:>10}  locked",
+            "user", "created", "last used", "failures", "recovery"
+        )?;
+        for r in rows {
+            if let Value::String(line) = r {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    out.flush()?;
+    if broken > 0 {
+        return Err(Failure::System(format!(
+            "{broken} state file(s) cannot be used (see above)"
+        )));
+    }
+    Ok(())
+}
+
+/// See `common::store::rekey`: both keys stay valid until every file opens with the new
+/// one, so no login fails at any moment, and a killed rekey is finished by running it again.
+pub fn rekey(ctx: &Ctx) -> Result<(), Failure> {
+    let c = &ctx.config;
+    // Signals would not break anything (each step is atomic) but finishing is tidier.
+    block_keyboard_signals();
+    let results = ctx.root(|| common::store::rekey(&c.state_dir, &c.key_file))?;
+    let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    for (name, r) in &failed {
+        if let Err(e) = r {
+            eprintln!("totp-enroll: {name}: {e}");
+        }
+    }
+    println!(
+        "New host key in {}; {} state file(s) re-encrypted.",
+        c.key_file.display(),
+        results.len() - failed.len()
+    );
+    if !failed.is_empty() {
+        return Err(Failure::System(format!(
+            "{} state file(s) still hold the old key as well; fix them and run rekey again",
+            failed.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The setuid-root part: a clean process at start, then the effective uid of the caller
+//! except around the reads and writes of the state directory, the key and the config.
+//!
+//! Installed mode 4755 root, the program starts with real uid = the caller and effective
+//! uid 0. [`harden`] runs first, before any argument is looked at. [`Privileges::drop`]
+//! then sets the effective ids to the caller's and keeps root only as the saved uid, so
+//! that the terminal, argument parsing and rendering run with the caller's rights, and
+//! [`Privileges::as_root`] raises them for one call into `common`.
+
+use nix::sys::prctl;
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{getegid, geteuid, getgid, getuid, setegid, seteuid, Gid, Uid, User};
+
+use crate::failure::Failure;
+
+/// Variables kept from the caller's environment: the terminal type and the user's locale
+/// and colour preference. Everything else (LD_*, PATH, HOME, USER, ...) goes.
+const KEPT_ENV: [&str; 3] = ["TERM", "NO_COLOR", "LANG"];
+const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Clears the environment, sets a fixed PATH, umask 077 and no core dumps. Runs before
+/// anything else, while the process is still single-threaded.
+pub fn harden() {
+    for (name, _) in std::env::vars_os() {
+        let keep = name.to_str().is_some_and(|n| KEPT_ENV.contains(&n));
+        if !keep {
+            std::env::remove_var(&name);
+        }
+    }
+    std::env::set_var("PATH", SAFE_PATH);
+    umask(Mode::from_bits_truncate(0o077));
+    // Core dumps and ptrace by the caller would expose secrets and the host key.
+    let _ = prctl::set_dumpable(false);
+}
+
+/// Who runs the program, from the real uid (never from $USER, $HOME or $LOGNAME).
+pub struct Caller {
+    pub name: String,
+    pub is_root: bool,
+}
+
+pub struct Privileges {
+    real_uid: Uid,
+    real_gid: Gid,
+    /// Whether the effective ids were lowered and must be raised around privileged calls.
+    lowered: bool,
+}
+
+impl Privileges {
+    /// Lowers the effective uid and gid to the real ones, keeping root as the saved uid.
+    /// A caller whose real uid is 0 keeps root throughout: there is nothing to protect.
+    pub fn drop() -> Result<Self, Failure> {
+        let real_uid = getuid();
+        let real_gid = getgid();
+        let mut p = Privileges {
+            real_uid,
+            real_gid,
+            lowered: false,
+        };
+        if !real_uid.is_root() && geteuid().is_root() {
+            p.lower()?;
+            p.lowered = true;
+        }
+        Ok(p)
+    }
+
+    pub fn caller(&self) -> Result<Caller, Failure> {
+        let user = User::from_uid(self.real_uid)
+            .map_err(|e| Failure::System(format!("cannot look up uid {}: {e}", self.real_uid)))?
+            .ok_or_else(|| Failure::System(format!("uid {} has no account name", self.real_uid)))?;
+        Ok(Caller {
+            name: user.name,
+            is_root: self.real_uid.is_root(),
+        })
+    }
+
+    /// Runs `f` with effective uid and gid 0 (files it creates are root's), then lowers them
+    /// again, also if `f` panics. Without the setuid bit (a plain user running an uninstalled
+    /// build) `f` runs with the caller's rights and fails on the root-owned files.
+    pub fn as_root<T>(&self, f: impl FnOnce() -> T) -> Result<T, Failure> {
+        if !self.lowered {
+            return Ok(f());
+        }
+        seteuid(Uid::from_raw(0))
+            .map_err(|e| Failure::System(format!("cannot regain root (setuid bit?): {e}")))?;
+        let _restore = Restore(self);
+        setegid(Gid::from_raw(0)).map_err(|e| Failure::System(format!("setegid: {e}")))?;
+        // Changing the effective ids resets the dumpable flag to the sysctl's value.
+        let _ = prctl::set_dumpable(false);
+        Ok(f())
+    }
+
+    fn lower(&self) -> Result<(), Failure> {
+        // Group first: once the uid is lowered we may no longer change it.
+        setegid(self.real_gid).map_err(|e| Failure::System(format!("setegid: {e}")))?;
+        seteuid(self.real_uid).map_err(|e| Failure::System(format!("seteuid: {e}")))?;
+        let _ = prctl::set_dumpable(false);
+        if geteuid() != self.real_uid || getegid() != self.real_gid {
+            return Err(Failure::System("could not drop privileges".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Lowers the effective ids when dropped. If that fails the process must not go on with
+/// root rights in the caller's hands: it exits at once.
+struct Restore<'a>(&'a Privileges);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.lower() {
+            eprintln!("totp-enroll: {e}");
+            std::process::exit(3);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Talking to the person at the terminal: prompts, answers, the terminal's width.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+
+use nix::sys::termios::{self, LocalFlags, SetArg};
+use zeroize::Zeroizing;
+
+use crate::failure::Failure;
+
+/// Longest answer read; anything longer is not a code or a secret.
+const MAX_LINE: u64 = 1024;
+
+pub fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// Columns of the terminal on standard output, if it is one and says.
+pub fn stdout_columns() -> Option<usize> {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .filter(|w| *w > 0)
+}
+
+/// Prints `prompt` and reads one line from standard input (without its line end).
+/// End of input is [`Failure::Cancelled`].
+///
+/// Codes are read with echo on: a code is worthless once used (and the one typed here is
+/// used up at once), while seeing it saves mistyped attempts that could lock the account.
+pub fn ask(prompt: &str) -> Result<Zeroizing<String>, Failure> {
+    let mut out = std::io::stdout().lock();
+    write!(out, "{prompt}")?;
+    out.flush()?;
+    drop(out);
+    read_line()
+}
+
+fn read_line() -> Result<Zeroizing<String>, Failure> {
+    let mut line = Zeroizing::new(String::new());
+    let n = std::io::stdin()
+        .lock()
+        .take(MAX_LINE)
+        .read_line(&mut line)
+        .map_err(|e| Failure::System(format!("cannot read standard input: {e}")))?;
+    if n == 0 {
+        println!();
+        return Err(Failure::Cancelled);
+    }
+    while line.ends_with('\n') || line.ends_with('\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// Reads a secret from standard input: the whole input if it is not a terminal, else one
+/// line typed with echo off (restored afterwards, also on error).
+pub fn read_secret() -> Result<Zeroizing<String>, Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut buf = Zeroizing::new(String::new());
+        stdin
+            .lock()
+            .take(MAX_LINE)
+            .read_to_string(&mut buf)
+            .map_err(|e| Failure::refused(format!("cannot read the secret: {e}")))?;
+        return Ok(buf);
+    }
+    let saved = termios::tcgetattr(&stdin)
+        .map_err(|e| Failure::System(format!("cannot read terminal settings: {e}")))?;
+    let mut quiet = saved.clone();
+    // No echo, and Ctrl-C arrives as a character (so echo is always turned back on).
+    quiet
+        .local_flags
+        .remove(LocalFlags::ECHO | LocalFlags::ISIG);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet)
+        .map_err(|e| Failure::System(format!("cannot turn echo off: {e}")))?;
+    eprint!("Secret (base32; not shown): ");
+    let line = read_line();
+    let _ = termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &saved);
+    let line = line?;
+    if line.contains('\x03') {
+        return Err(Failure::Cancelled);
+    }
+    Ok(line)
+}
