@@ -23,16 +23,18 @@ pub fn guard(f: impl FnOnce() -> PamError) -> PamError {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(PamError::SYSTEM_ERR)
 }
 
-/// [`authenticate`] under [`guard`], logging a caught panic.
+/// [`authenticate`] with a panic caught, logged and turned into PAM_SYSTEM_ERR.
 pub fn authenticate_guarded<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamError {
-    let result = guard(|| authenticate(h, silent, args));
-    if result == PamError::SYSTEM_ERR {
-        // Only a panic gives SYSTEM_ERR; logging may itself fail, so guard it too.
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            h.log(Level::Err, "internal error (panic) caught; access denied")
-        }));
+    match catch_unwind(AssertUnwindSafe(|| authenticate(h, silent, args))) {
+        Ok(result) => result,
+        Err(_) => {
+            // Logging may itself be what panicked: guard it too.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                h.log(Level::Err, "internal error (panic) caught; access denied")
+            }));
+            PamError::SYSTEM_ERR
+        }
     }
-    result
 }
 
 /// Who and where, for every log line.
@@ -210,13 +212,14 @@ pub fn authenticate<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamE
     }
 }
 
-/// A `pam_get_user` failure: a conversation problem stays one; anything else is an error
-/// code that can never be read as a pass.
+/// A `pam_get_user` failure: a conversation problem (including "call again", which this
+/// module does not support) is PAM_CONV_ERR; the library's own errors stay what they are;
+/// anything else, above all a success without a name, is PAM_SYSTEM_ERR.
 fn user_error<H: Handle>(s: &Session<'_, H>, code: PamError) -> PamError {
     let result = match code {
-        PamError::CONV_ERR | PamError::CONV_AGAIN => PamError::CONV_ERR,
-        PamError::SUCCESS | PamError::IGNORE => PamError::SYSTEM_ERR,
-        other => other,
+        PamError::CONV_ERR | PamError::CONV_AGAIN | PamError::INCOMPLETE => PamError::CONV_ERR,
+        PamError::BUF_ERR | PamError::ABORT | PamError::SYSTEM_ERR => code,
+        _ => PamError::SYSTEM_ERR,
     };
     s.log(
         Level::Notice,

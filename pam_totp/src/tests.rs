@@ -429,8 +429,24 @@ fn invalid_user_names_are_unknown_without_a_prompt() {
     assert_eq!(f.run(&mut h, &[]), PamError::USER_UNKNOWN);
     h.user = Err(PamError::CONV_ERR);
     assert_eq!(f.run(&mut h, &[]), PamError::CONV_ERR);
-    h.user = Err(PamError::SUCCESS);
+    h.user = Err(PamError::CONV_AGAIN);
+    assert_eq!(f.run(&mut h, &[]), PamError::CONV_ERR);
+    h.user = Err(PamError::INCOMPLETE);
+    assert_eq!(f.run(&mut h, &[]), PamError::CONV_ERR);
+    h.user = Err(PamError::BUF_ERR);
+    assert_eq!(f.run(&mut h, &[]), PamError::BUF_ERR);
+    for odd in [
+        PamError::SUCCESS,
+        PamError::IGNORE,
+        PamError::UNKNOWN_RESULT,
+    ] {
+        h.user = Err(odd);
+        assert_eq!(f.run(&mut h, &[]), PamError::SYSTEM_ERR, "{odd:?}");
+    }
+    // Only a panic is reported as one.
+    h.user = Err(PamError::SYSTEM_ERR);
     assert_eq!(f.run(&mut h, &[]), PamError::SYSTEM_ERR);
+    assert!(!h.all_logs().contains("panic"), "{}", h.all_logs());
 }
 
 #[test]
@@ -540,4 +556,10 @@ fn times_are_shown_in_utc() {
     assert_eq!(text::utc(i64::MAX), format!("unix time {}", i64::MAX));
     assert_eq!(text::printable("a\nb\u{1b}", 64), "a\\nb\\u{1b}");
     assert_eq!(text::printable("abcdef", 3), "abc...");
+}
+
+#[test]
+fn guard_turns_a_panic_into_system_err() {
+    assert_eq!(crate::auth::guard(|| PamError::IGNORE), PamError::IGNORE);
+    assert_eq!(crate::auth::guard(|| panic!("boom")), PamError::SYSTEM_ERR);
 }
