@@ -136,3 +136,44 @@ fn same_code_from_32_processes_is_accepted_exactly_once_in_every_round() {
         );
     }
 }
+
+#[test]
+fn a_login_waiting_at_the_prompt_holds_no_lock() {
+    let f = Fixture::new();
+    f.enroll("patient", 0);
+    let svc = f.etc_service("prompt", "");
+    let (tx, rx) = mpsc::channel();
+    let mut waiting = start(&svc.name, "patient", tx);
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        kill_all(std::slice::from_mut(&mut waiting));
+        panic!("pamtester did not reach the prompt");
+    }
+    // While the first login sits at the prompt, a second one for the same user succeeds:
+    // had the first taken the user's lock, the second would wait for it and then fail.
+    while now() % 30 >= 27 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = pamtester(
+        &svc.name,
+        "patient",
+        format!("{}\n", f.code_at(now())).as_bytes(),
+        None,
+    );
+    let finished_early = waiting.child.try_wait().unwrap().is_some();
+    let mut stdin = waiting.child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"000000\n");
+    drop(stdin);
+    let status = waiting.child.wait().unwrap();
+    assert!(r.success(), "{r:?}");
+    assert!(
+        !finished_early,
+        "the first login should still have been waiting"
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the waiting login's wrong code is refused"
+    );
+    let _ = waiting.stdout.join();
+    let _ = waiting.stderr.join();
+}
