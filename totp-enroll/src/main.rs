@@ -149,13 +149,28 @@ impl Ctx {
             }
             return Ok(Store::new(&c.state_dir, key));
         }
-        self.root(|| Store::open(&c.state_dir, &c.key_file))
-            .map_err(|e| match e {
-                Failure::System(m) if !self.caller.is_root => Failure::System(format!(
-                    "{m} (pam_totp is not set up on this host; ask an administrator)"
-                )),
-                e => e,
-            })
+        match self
+            .privs
+            .as_root(|| Store::open(&c.state_dir, &c.key_file))?
+        {
+            Ok(store) => Ok(store),
+            Err(common::Error::Io { path, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let what = if path == c.key_file {
+                    "host key"
+                } else {
+                    "state directory"
+                };
+                Err(Failure::System(format!(
+                    "{} {} is missing: pam_totp is not set up on this host (installing the \
+                     package or enrolling someone as root creates it)",
+                    what,
+                    path.display()
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The issuer shown in the app: the config's `issuer`, else the host name.
