@@ -81,6 +81,19 @@ fn main() {
     }
     report("success (fsync)", start, USERS);
 
+    // A second login of each user, a step later: the steady state of a user who logs in
+    // again (the first login above is each user's first write after enrollment).
+    let t2 = t + 30;
+    let codes2: Vec<_> = (0..USERS)
+        .map(|i| code_at(&secret(i), &params, t2 as u64))
+        .collect();
+    let start = Instant::now();
+    for (u, c) in users.iter().zip(&codes2) {
+        let o = store.authenticate(u, c, &req(t2)).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+    }
+    report("success, next login", start, USERS);
+
     // Replay: the same codes again.
     let start = Instant::now();
     for k in 0..ITERS {
@@ -103,6 +116,16 @@ fn main() {
         assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
     }
     report("wrong code", start, ITERS);
+
+    // Parsing and decrypting a state file alone (part of every path above).
+    let bytes = std::fs::read(state_dir.join("user0")).unwrap();
+    let start = Instant::now();
+    for _ in 0..ITERS {
+        let s =
+            common::state::UserState::from_toml(&bytes, &users[0], &[store.key()], "b".as_ref());
+        assert!(s.is_ok());
+    }
+    report("parse+decrypt state file", start, ITERS);
 
     // The durable write alone, for the "module's own cost beyond one fsync" figure.
     let f = std::fs::File::create(tmp.path().join("sync-probe")).unwrap();

@@ -84,8 +84,25 @@ impl CheckedDir {
         } else {
             OFlag::O_RDONLY
         };
+        self.open_checked(name, flags, policy)
+    }
+
+    /// Opens `name` read-write, creating it empty (mode 0600) if missing, with the checks of
+    /// [`CheckedDir::open_file`].
+    pub fn open_or_create(&self, name: &str) -> Result<File> {
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        self.open_checked(name, flags, ModePolicy::NotGroupOrWorldWritable)?
+            .ok_or_else(|| Error::io(self.join(name), std::io::ErrorKind::NotFound.into()))
+    }
+
+    fn open_checked(&self, name: &str, flags: OFlag, policy: ModePolicy) -> Result<Option<File>> {
         let path = self.join(name);
-        let fd = match openat(self.fd.as_fd(), name, flags, Mode::empty()) {
+        let fd = match openat(
+            self.fd.as_fd(),
+            name,
+            flags,
+            Mode::from_bits_truncate(0o600),
+        ) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
             Err(Errno::ELOOP) => return Err(Error::unsafe_file(path, "is a symlink")),
@@ -98,24 +115,6 @@ impl CheckedDir {
         }
         check_owner_mode(&path, &meta, policy)?;
         Ok(Some(file))
-    }
-
-    /// Opens `name`, creating it empty (mode 0600) if missing.
-    pub fn open_or_create(&self, name: &str) -> Result<File> {
-        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let path = self.join(name);
-        match openat(
-            self.fd.as_fd(),
-            name,
-            flags,
-            Mode::from_bits_truncate(0o600),
-        ) {
-            Ok(fd) => drop(File::from(fd)),
-            Err(Errno::ELOOP) => return Err(Error::unsafe_file(path, "is a symlink")),
-            Err(e) => return Err(Error::io(path, e.into())),
-        }
-        self.open_file(name, true, ModePolicy::NotGroupOrWorldWritable)?
-            .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))
     }
 
     /// Reads a whole checked file of at most `max_len` bytes. `Ok(None)` if it does not exist.
