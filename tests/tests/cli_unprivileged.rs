@@ -1,0 +1,439 @@
+//! `totp-enroll` installed setuid root and run by plain users, as on a real system.
+//!
+//! A plain user cannot point the program elsewhere, so these tests use the real default
+//! paths (/var/lib/pam_totp, /etc/security/pam_totp.key and .conf): whatever exists there is
+//! moved aside first and put back afterwards by a drop guard, also when a test fails, and
+//! the tests of this file run one at a time. The binary is copied, mode 4755 root, into a
+//! directory under /tmp that every user can reach; each test makes its own accounts.
+
+mod cli_support;
+mod e2e_support;
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use cli_support::*;
+use common::{HostKey, OtpParams, Outcome, Store, TotpSecret, UserName};
+use e2e_support::TestUser;
+use integration_tests::pam::{now, run_with_timeout, Run};
+
+const STATE_DIR: &str = "/var/lib/pam_totp";
+const KEY_FILE: &str = "/etc/security/pam_totp.key";
+const CONFIG: &str = "/etc/security/pam_totp.conf";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The default paths, emptied for a test and restored on drop.
+struct DefaultPaths {
+    moved: Vec<(PathBuf, PathBuf)>,
+}
+
+impl DefaultPaths {
+    fn take() -> DefaultPaths {
+        let mut guard = DefaultPaths { moved: Vec::new() };
+        let key_new = format!("{KEY_FILE}.new");
+        for p in [STATE_DIR, KEY_FILE, key_new.as_str(), CONFIG] {
+            let p = PathBuf::from(p);
+            if fs::symlink_metadata(&p).is_ok() {
+                let aside = PathBuf::from(format!(
+                    "{}.pam-totp-test-{}",
+                    p.display(),
+                    std::process::id()
+                ));
+                fs::rename(&p, &aside).unwrap_or_else(|e| panic!("moving {p:?} aside: {e}"));
+                guard.moved.push((p, aside));
+            }
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(STATE_DIR)
+            .expect("create the state directory");
+        HostKey::generate()
+            .unwrap()
+            .store(Path::new(KEY_FILE))
+            .unwrap();
+        guard
+    }
+
+    fn store(&self) -> Store {
+        Store::open(Path::new(STATE_DIR), Path::new(KEY_FILE)).unwrap()
+    }
+}
+
+impl Drop for DefaultPaths {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(STATE_DIR);
+        for p in [KEY_FILE, &format!("{KEY_FILE}.new"), CONFIG] {
+            let _ = fs::remove_file(p);
+        }
+        for (p, aside) in &self.moved {
+            if let Err(e) = fs::rename(aside, p) {
+                eprintln!("warning: could not restore {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// The built binary copied as root, mode 4755, into a fresh directory under /tmp (mode
+/// 0755, so every user reaches it).
+struct Installed {
+    dir: tempfile::TempDir,
+}
+
+impl Installed {
+    fn new() -> Installed {
+        let dir = tempfile::Builder::new()
+            .prefix("totp-enroll-setuid-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.path().join("totp-enroll");
+        fs::copy(binary(), &bin).unwrap();
+        std::os::unix::fs::chown(&bin, Some(0), Some(0)).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
+        Installed { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("totp-enroll")
+    }
+}
+
+/// Everything a test needs; fields drop in order: binary, paths, then the lock.
+struct World {
+    bin: Installed,
+    paths: DefaultPaths,
+    _serial: MutexGuard<'static, ()>,
+}
+
+fn world() -> World {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let paths = DefaultPaths::take();
+    let bin = Installed::new();
+    World {
+        bin,
+        paths,
+        _serial: serial,
+    }
+}
+
+impl World {
+    /// Runs the setuid binary as `user` with `stdin` (no terminal).
+    fn run_as(&self, user: &TestUser, args: &[&str], stdin: &[u8]) -> Run {
+        let path = self.bin.path();
+        run_with_timeout(user.command(path.to_str().unwrap(), args), stdin, TIMEOUT)
+    }
+
+    /// The setuid binary as `user` in a pseudo-terminal.
+    fn pty_as(&self, user: &TestUser, args: &[&str]) -> Session {
+        let path = self.bin.path();
+        Session::spawn_command(user.command(path.to_str().unwrap(), args))
+    }
+
+    /// Enrolls `user` directly in the store with a known secret; returns the secret and
+    /// the recovery codes.
+    fn enroll(&self, user: &TestUser) -> (TotpSecret, Vec<String>) {
+        let secret = TotpSecret::generate().unwrap();
+        let copy = TotpSecret::from_base32(&secret.to_base32()).unwrap();
+        let codes = self
+            .paths
+            .store()
+            .enroll(
+                &name(user),
+                copy,
+                OtpParams::default(),
+                None,
+                3,
+                false,
+                now(),
+            )
+            .unwrap()
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect();
+        (secret, codes)
+    }
+}
+
+fn name(user: &TestUser) -> UserName {
+    UserName::parse(&user.name).unwrap()
+}
+
+/// The state directory and key file, byte for byte, with owners and modes.
+fn snapshot() -> Vec<(String, u32, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut add = |p: &Path| {
+        let m = fs::symlink_metadata(p).unwrap();
+        let bytes = if m.is_file() {
+            fs::read(p).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.push((p.display().to_string(), m.uid(), m.mode(), bytes));
+    };
+    add(Path::new(STATE_DIR));
+    add(Path::new(KEY_FILE));
+    let mut entries: Vec<PathBuf> = fs::read_dir(STATE_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for e in entries {
+        add(&e);
+    }
+    out
+}
+
+#[test]
+fn the_setuid_binary_runs_as_root_but_acts_for_the_caller() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    // $USER, $LOGNAME and $HOME name root: they must not matter.
+    let mut cmd = alice.command(w.bin.path().to_str().unwrap(), &["status", "--json"]);
+    cmd.env("USER", "root")
+        .env("LOGNAME", "root")
+        .env("HOME", "/root");
+    let r = run_with_timeout(cmd, b"", TIMEOUT);
+    assert_eq!(
+        r.status,
+        Some(0),
+        "status as a plain user failed (is /tmp mounted nosuid?): {r:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["user"], alice.name.as_str());
+    assert_eq!(v["enrolled"], false);
+}
+
+#[test]
+fn a_plain_user_enrolls_in_a_terminal() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let mut s = w.pty_as(&alice, &[]);
+    let shown = s.shown();
+    assert!(
+        shown.uri.contains(&format!(":{}?", alice.name)),
+        "{}",
+        shown.uri
+    );
+    s.send_line(&code_now(&shown.secret(), &OtpParams::default()));
+    let codes = s.recovery_codes();
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("You are now enrolled"), "{out}");
+    assert_root_0600(&Path::new(STATE_DIR).join(&alice.name));
+    let store = w.paths.store();
+    let o = authenticate(&store, &alice.name, &codes[0]);
+    assert!(matches!(o, Outcome::RecoveryAccepted { .. }), "{o:?}");
+}
+
+#[test]
+fn forbidden_options_and_commands_are_refused_and_change_nothing() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let bob = TestUser::create("cu");
+    w.enroll(&alice);
+    w.enroll(&bob);
+    let ga = "/tmp/nonexistent-google-authenticator";
+    let b = bob.name.as_str();
+    let a = alice.name.as_str();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["--user", b],
+        vec!["--user", a],
+        vec!["--user", b, "--replace"],
+        vec!["--config", "/tmp/x.conf"],
+        vec!["--state-dir", "/tmp"],
+        vec!["--key-file", "/tmp/k"],
+        vec!["status", "--config", "/etc/passwd"],
+        vec!["status", "--state-dir", "/tmp"],
+        vec!["--key-file", "/tmp/k", "status"],
+        vec!["status", "--user", b],
+        vec!["status", "--user", a],
+        vec!["disable", "--user", b],
+        vec!["recovery-codes", "--user", b],
+        vec!["import", "--user", a, "--secret-stdin"],
+        vec!["import", "--user", a, "--from-google-authenticator", ga],
+        vec!["import", "--from-oath-usersfile", "/etc/passwd"],
+        vec!["unlock", "--user", a],
+        vec!["unlock", "--user", b],
+        vec!["list"],
+        vec!["list", "--json"],
+        vec!["rekey"],
+    ];
+    let before = snapshot();
+    for args in &cases {
+        let r = w.run_as(&alice, args, b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n");
+        assert_eq!(r.status, Some(1), "{args:?}: {r:?}");
+        assert!(r.stderr.contains("only for root"), "{args:?}: {r:?}");
+        assert!(r.stdout.is_empty(), "{args:?}: {r:?}");
+        assert_eq!(snapshot(), before, "{args:?} changed the state");
+    }
+}
+
+#[test]
+fn another_users_enrollment_cannot_be_learned() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let enrolled = TestUser::create("cu");
+    let not_enrolled = TestUser::create("cu");
+    w.enroll(&enrolled);
+    for cmd in [
+        &["status", "--user"][..],
+        &["status", "--json", "--user"],
+        &["disable", "--user"],
+        &["recovery-codes", "--user"],
+        &["unlock", "--user"],
+        &["--replace", "--user"],
+    ] {
+        let ask = |other: &TestUser| {
+            let mut args = cmd.to_vec();
+            args.push(&other.name);
+            let r = w.run_as(&alice, &args, b"");
+            (r.status, r.stdout, r.stderr)
+        };
+        let (yes, no) = (ask(&enrolled), ask(&not_enrolled));
+        assert_eq!(yes, no, "{cmd:?}: answers differ");
+        assert_eq!(yes.0, Some(1), "{cmd:?}: {yes:?}");
+    }
+    // Her own status says nothing of anyone else.
+    let r = w.run_as(&alice, &["status"], b"");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    assert!(!r.stdout.contains(&enrolled.name), "{r:?}");
+    // And the state directory itself is closed to her.
+    let r = run_with_timeout(alice.command("ls", &[STATE_DIR]), b"", TIMEOUT);
+    assert!(!r.success(), "{r:?}");
+}
+
+#[test]
+fn the_running_program_cannot_be_inspected_by_its_user() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let mut s = w.pty_as(&alice, &[]);
+    s.shown();
+    // The program waits at the code prompt holding the secret and the host key.
+    let exe = w.bin.path();
+    let pid = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| fs::read_link(e.path().join("exe")).is_ok_and(|p| p == exe))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .expect("the running totp-enroll");
+    for file in ["environ", "mem", "maps"] {
+        let path = format!("/proc/{pid}/{file}");
+        let r = run_with_timeout(alice.command("head", &["-c", "1", &path]), b"", TIMEOUT);
+        assert!(
+            !r.success(),
+            "{alice:?} read {path}: {r:?}",
+            alice = alice.name
+        );
+    }
+    // Files of an undumpable process without group or other bits belong to root (proc(5)).
+    let owner = fs::metadata(format!("/proc/{pid}/environ")).unwrap().uid();
+    assert_eq!(owner, 0, "process not marked undumpable");
+    s.control('c');
+    s.finish();
+}
+
+#[test]
+fn replace_needs_a_current_code() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let (old, _) = w.enroll(&alice);
+    let state = Path::new(STATE_DIR).join(&alice.name);
+    let before = fs::read(&state).unwrap();
+
+    let mut s = w.pty_as(&alice, &["--replace"]);
+    for _ in 0..3 {
+        s.expect("Current code");
+        s.send_line("000000");
+    }
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(1), "{out}");
+    assert!(!out.contains("Secret:"), "{out}");
+    assert_eq!(fs::read(&state).unwrap(), before, "state replaced");
+
+    let mut s = w.pty_as(&alice, &["--replace"]);
+    s.expect("Current code");
+    s.send_line(&code_now(&old, &OtpParams::default()));
+    let shown = s.shown();
+    s.send_line(&code_now(&shown.secret(), &OtpParams::default()));
+    s.recovery_codes();
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(0), "{out}");
+    let store = w.paths.store();
+    let next = |secret: &TotpSecret| {
+        common::totp::code_at(secret, &OtpParams::default(), now() as u64 + 30).to_string()
+    };
+    let (old_code, new_code) = (next(&old), next(&shown.secret()));
+    if old_code != new_code {
+        let o = authenticate(&store, &alice.name, &old_code);
+        assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
+    }
+    let o = authenticate(&store, &alice.name, &new_code);
+    assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+}
+
+#[test]
+fn disable_needs_a_current_code() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let (secret, _) = w.enroll(&alice);
+    let r = w.run_as(&alice, &["disable"], b"000000\n111111\n222222\n");
+    assert_eq!(r.status, Some(1), "{r:?}");
+    assert!(w.paths.store().is_enrolled(&name(&alice)).unwrap());
+
+    let mut s = w.pty_as(&alice, &["disable"]);
+    s.expect("Current code");
+    s.send_line(&code_now(&secret, &OtpParams::default()));
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(0), "{out}");
+    assert!(!w.paths.store().is_enrolled(&name(&alice)).unwrap());
+}
+
+#[test]
+fn new_recovery_codes_need_a_current_code_or_a_recovery_code() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let (_, old_codes) = w.enroll(&alice);
+    let r = w.run_as(&alice, &["recovery-codes"], b"000000\n");
+    assert_eq!(r.status, Some(1), "{r:?}");
+    assert!(!r.stdout.contains("Recovery codes:"), "{r:?}");
+
+    let r = w.run_as(
+        &alice,
+        &["recovery-codes"],
+        format!("{}\n", old_codes[0]).as_bytes(),
+    );
+    assert_eq!(r.status, Some(0), "{r:?}");
+    let new_codes = recovery_codes_in(&r.stdout);
+    assert_eq!(new_codes.len(), 10);
+    let store = w.paths.store();
+    let o = authenticate(&store, &alice.name, &old_codes[1]);
+    assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
+    let o = authenticate(&store, &alice.name, &new_codes[0]);
+    assert!(matches!(o, Outcome::RecoveryAccepted { .. }), "{o:?}");
+}
+
+#[test]
+fn a_plain_user_cannot_create_the_host_key() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    fs::remove_file(KEY_FILE).unwrap();
+    let mut s = w.pty_as(&alice, &[]);
+    s.expect("host key");
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(3), "{out}");
+    assert!(!Path::new(KEY_FILE).exists());
+    assert_eq!(fs::read_dir(STATE_DIR).unwrap().count(), 0);
+}
+
+#[test]
+fn enrollment_by_a_plain_user_needs_a_terminal() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    let r = w.run_as(&alice, &[], b"123456\n");
+    assert_eq!(r.status, Some(1), "{r:?}");
+    assert!(r.stderr.contains("not a terminal"), "{r:?}");
+    assert_eq!(fs::read_dir(STATE_DIR).unwrap().count(), 0);
+}
