@@ -177,7 +177,7 @@ fn utf8_qr_code_decodes_to_the_printed_uri() {
     // Drawn for a light-on-dark terminal: glyphs are the light modules.
     let modules = qr_modules(&screen, false);
     assert_quiet_zone(&modules);
-    assert_eq!(decode_qr(&modules, true), [shown.uri.clone()]);
+    assert_eq!(decode_qr(&modules, true), vec![shown.uri.clone()]);
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn ansi_qr_code_decodes_to_the_printed_uri_on_dark_and_light_terminals() {
     for background_dark in [true, false] {
         assert_eq!(
             decode_qr(&modules, background_dark),
-            [shown.uri.clone()],
+            vec![shown.uri.clone()],
             "background dark: {background_dark}"
         );
     }
