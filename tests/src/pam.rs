@@ -177,17 +177,20 @@ unsafe extern "C" fn scripted_conv(
                 Some(Reply::NullAnswer) => {}
                 Some(Reply::NullArray) => answer_null_array = true,
                 Some(Reply::Fail(code)) => {
-                    free_responses(out, n);
+                    // SAFETY: our array, never handed out.
+                    unsafe { free_responses(out, n) };
                     return code;
                 }
                 None => {
-                    free_responses(out, n);
+                    // SAFETY: our array, never handed out.
+                    unsafe { free_responses(out, n) };
                     return PAM_CONV_ERR;
                 }
             }
         }
         if answer_null_array {
-            free_responses(out, n);
+            // SAFETY: our array, never handed out.
+            unsafe { free_responses(out, n) };
             // SAFETY: `resp` is libpam's valid out pointer.
             unsafe { *resp = ptr::null_mut() };
         } else {
@@ -199,12 +202,15 @@ unsafe extern "C" fn scripted_conv(
     r.unwrap_or(PAM_CONV_ERR)
 }
 
-fn free_responses(out: *mut PamResponse, n: usize) {
+/// # Safety
+/// `out` is a calloc'ed array of `n` responses, each `resp` null or from strdup, not used
+/// again after this.
+unsafe fn free_responses(out: *mut PamResponse, n: usize) {
     for i in 0..n {
-        // SAFETY: `out` has n entries, each resp null or from strdup.
+        // SAFETY: `out` has n entries, each resp null or from strdup (contract above).
         unsafe { libc::free((*out.add(i)).resp as *mut c_void) };
     }
-    // SAFETY: from calloc, not used again.
+    // SAFETY: from calloc, not used again (contract above).
     unsafe { libc::free(out as *mut c_void) };
 }
 
