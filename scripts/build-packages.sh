@@ -45,7 +45,9 @@ cargo build --release --locked -p pam_totp -p totp-enroll
 echo "==> release build took $((SECONDS - start)) s"
 
 mkdir -p "$out"
-rm -f "$out"/*.deb "$out"/*.rpm
+# Exactly one package of each kind built here is left in $out.
+rm -f "$out"/*.deb
+[ "$want_rpm" = 1 ] && rm -f "$out"/*.rpm
 
 echo "==> .deb (cargo-deb)"
 cargo deb --no-build --locked -p totp-enroll --output "$out/"

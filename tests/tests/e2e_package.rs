@@ -323,6 +323,44 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     drop(installation);
 }
 
+#[test]
+fn install_script_installs_a_cli_that_plain_users_run() {
+    // The README's install command, as CI has it: build dependencies present (apt-get is
+    // then not called), cargo-deb present (scripts/test.sh built the packages with it).
+    if package("libpam-totp_", ".deb").is_none() {
+        return;
+    }
+    require("/usr/bin/setpriv");
+    let _lock = SYSTEM.lock().unwrap_or_else(|e| e.into_inner());
+    refuse_to_clobber();
+    let pam_d_before = pam_d_snapshot();
+    let installation = Installation;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install.sh");
+    let mut c = cmd("bash", &[script.to_str().unwrap()]);
+    // Same target dir as this test, so the release build is the one already made.
+    c.env(
+        "CARGO_TARGET_DIR",
+        target_profile_dir().parent().expect("target dir"),
+    );
+    let r = run_with_timeout(c, b"", std::time::Duration::from_secs(600));
+    assert!(r.success(), "scripts/install.sh: {r:?}");
+    assert!(installed(DEB_NAME), "install.sh did not install {DEB_NAME}");
+    assert_eq!(mode_of(CLI), (0o4755, 0, 0));
+    let user = TestUser::create("ins");
+    let status = run(user.command("totp-enroll", &["status"]));
+    assert!(
+        status.success() && !status.stdout.is_empty(),
+        "totp-enroll from PATH as a plain user: {status:?}"
+    );
+    assert_eq!(
+        pam_d_snapshot(),
+        pam_d_before,
+        "install.sh changed /etc/pam.d"
+    );
+    drop(installation);
+    assert!(!installed(DEB_NAME));
+}
+
 /// `totp-enroll` as `user` in a pseudo-terminal: reads the secret it prints, confirms
 /// with the current code, and checks the result through the installed module.
 fn enroll_interactively(user: &TestUser, service: &str) {
@@ -370,6 +408,8 @@ fn rpm_lists_every_file_with_its_mode() {
         return;
     };
     require("/usr/bin/rpm");
+    // install.sh (another test) rebuilds packages: read the rpm while nothing else does.
+    let _lock = SYSTEM.lock().unwrap_or_else(|e| e.into_inner());
     let rpm = rpm.to_str().unwrap();
     // --dump: path size mtime digest mode owner group isconfig isdoc rdev symlink
     let dump = run_ok(cmd("rpm", &["-qlp", "--dump", rpm])).stdout;
