@@ -40,6 +40,21 @@ impl Bench {
         pam.authenticate(0)
     }
 
+    /// µs per pam_start_confdir + pam_end alone: parsing the service file and loading and
+    /// unloading its modules, without calling them.
+    fn start_end(&self, service: &str, n: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..n {
+            drop(Pam::start(
+                &self.confdir,
+                service,
+                Some(b"u0"),
+                ConvMode::Scripted,
+            ));
+        }
+        start.elapsed().as_secs_f64() * 1e6 / n as f64
+    }
+
     /// µs per transaction over `inputs` (user, code), checking every result.
     fn run(&self, label: &str, service: &str, inputs: &[(String, String)], want: c_int) -> f64 {
         let start = Instant::now();
@@ -207,6 +222,8 @@ fn main() {
     );
     let baseline = b.run("pam_permit", "permit", &repeat("u0", "", n), PAM_SUCCESS);
     let sync = fdatasync_cost(&state, n);
+    let load_ours = b.start_end("ours", n);
+    let load_permit = b.start_end("permit", n);
     let mut in_process = module_steps(&state, &key, &dir.path().join("absent.conf"), n);
     // Successes in-process: a third fresh step for every user of the success workload.
     {
@@ -336,7 +353,13 @@ fn main() {
     }
     writeln!(
         out,
-        "\nlibpam round trip with pam_permit.so only: {baseline:.1} µs"
+        "\npam_start + pam_end only (load and unload): pam_totp.so {load_ours:.1} µs, \
+         pam_permit.so {load_permit:.1} µs"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "libpam round trip with pam_permit.so only: {baseline:.1} µs"
     )
     .unwrap();
     writeln!(
