@@ -288,6 +288,43 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     // A plain user enrolls interactively through a terminal.
     enroll_interactively(&other, svc.name());
 
+    // The pam-auth-update profile, once the admin enables it: password, then a code
+    // for enrolled users; unenrolled users pass on the password alone (nullok). Removing
+    // the package withdraws it (checked by the /etc/pam.d comparison at the end).
+    let mut enable = cmd("pam-auth-update", &["--package", "--enable", "pam_totp"]);
+    enable.env("DEBIAN_FRONTEND", "noninteractive");
+    run_ok(enable);
+    let common_auth = fs::read_to_string("/etc/pam.d/common-auth").unwrap();
+    assert!(
+        common_auth.contains("pam_totp.so nullok"),
+        "profile not enabled: {common_auth}"
+    );
+    let common = pam_service(
+        "pau",
+        "@include common-auth\naccount required pam_permit.so\n",
+    );
+    user.set_password("profile password 3");
+    let newcomer = TestUser::create("pkn");
+    newcomer.set_password("profile password 4");
+    let c = code(&secret, now() + 30);
+    assert_refused(&pamtester(
+        common.name(),
+        &user.name,
+        "profile password 3\n",
+    ));
+    assert_accepted(&pamtester(
+        common.name(),
+        &user.name,
+        &format!("profile password 3\n{c}\n"),
+    ));
+    assert_accepted(&pamtester(
+        common.name(),
+        &newcomer.name,
+        "profile password 4\n",
+    ));
+    assert_refused(&pamtester(common.name(), &newcomer.name, "wrong\n"));
+    drop(common);
+
     // Remove: the module's lines that name it get a warning; key and state stay.
     let removed = run_ok(cmd("dpkg", &["-r", DEB_NAME]));
     assert!(
