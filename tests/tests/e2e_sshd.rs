@@ -18,13 +18,14 @@ struct Setup {
     sshd: Sshd,
     user: TestUser,
     fixture: Fixture,
+    recovery_codes: Vec<String>,
 }
 
 fn setup(recipe: &str) -> Setup {
     let fixture = Fixture::new();
     let user = TestUser::create("ssh");
     user.set_password(PASSWORD);
-    fixture.enroll(&user.name, 0);
+    let recovery_codes = fixture.enroll(&user.name, 2);
     let pam = format!(
         "{}account required pam_unix.so\nsession required pam_permit.so\n",
         recipe_lines(&format!("pam.d/sshd.{recipe}"), &module_with(&fixture))
@@ -38,6 +39,7 @@ fn setup(recipe: &str) -> Setup {
         sshd,
         user,
         fixture,
+        recovery_codes,
     }
 }
 
@@ -120,6 +122,15 @@ fn publickey_without_keyboard_interactive_is_denied() {
         "the key alone should be a partial success: {}",
         s.sshd.log()
     );
+}
+
+#[test]
+fn publickey_and_recovery_code_logs_in_once() {
+    let s = setup("publickey-and-code");
+    // Typed as a person might: lower case, no dash.
+    let typed = s.recovery_codes[0].to_lowercase().replace('-', "");
+    s.assert_logged_in(s.login(&[(CODE_PROMPT, &typed)], &[]));
+    s.assert_denied(s.login(&[(CODE_PROMPT, &s.recovery_codes[0])], &[]));
 }
 
 #[test]
