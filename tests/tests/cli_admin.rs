@@ -206,6 +206,7 @@ fn a_missing_key_or_state_directory_is_a_system_error() {
     std::fs::remove_dir(&g.state_dir).unwrap();
     let r = run(&g, &["list"], b"");
     assert_eq!(r.status, Some(3), "{r:?}");
+    assert!(r.stderr.contains("state directory"), "{r:?}");
 }
 
 #[test]

@@ -149,25 +149,26 @@ impl Ctx {
             }
             return Ok(Store::new(&c.state_dir, key));
         }
-        match self
-            .privs
-            .as_root(|| Store::open(&c.state_dir, &c.key_file))?
-        {
-            Ok(store) => Ok(store),
-            Err(common::Error::Io { path, source })
+        let missing = |what: &str, path: &std::path::Path| {
+            Failure::System(format!(
+                "{what} {} is missing: pam_totp is not set up on this host (installing the \
+                 package, or enrolling someone as root, creates it)",
+                path.display()
+            ))
+        };
+        let opened = self.privs.as_root(|| -> common::Result<Option<Store>> {
+            if common::fsutil::CheckedDir::open(&c.state_dir)?.is_none() {
+                return Ok(None);
+            }
+            Store::open(&c.state_dir, &c.key_file).map(Some)
+        })?;
+        match opened {
+            Ok(Some(store)) => Ok(store),
+            Ok(None) => Err(missing("state directory", &c.state_dir)),
+            Err(common::Error::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                let what = if path == c.key_file {
-                    "host key"
-                } else {
-                    "state directory"
-                };
-                Err(Failure::System(format!(
-                    "{} {} is missing: pam_totp is not set up on this host (installing the \
-                     package or enrolling someone as root creates it)",
-                    what,
-                    path.display()
-                )))
+                Err(missing("host key", &c.key_file))
             }
             Err(e) => Err(e.into()),
         }
