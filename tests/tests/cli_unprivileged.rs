@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use cli_support::*;
 use common::{HostKey, OtpParams, Outcome, Store, TotpSecret, UserName};
 use e2e_support::TestUser;
-use integration_tests::pam::{now, run_with_timeout, Run};
+use integration_tests::pam::{module_path, now, pamtester, run_with_timeout, EtcPamService, Run};
 
 const STATE_DIR: &str = "/var/lib/pam_totp";
 const KEY_FILE: &str = "/etc/security/pam_totp.key";
@@ -223,8 +223,30 @@ fn a_plain_user_enrolls_in_a_terminal() {
     assert_eq!(status, Some(0), "{out}");
     assert!(out.contains("You are now enrolled"), "{out}");
     assert_root_0600(&Path::new(STATE_DIR).join(&alice.name));
+    // The module with its defaults (no options) reads what the setuid program wrote.
+    let service = EtcPamService::new(
+        "cliu",
+        &format!(
+            "auth required {}\naccount required pam_permit.so\n",
+            module_path().display()
+        ),
+    );
+    let first = pamtester(
+        &service.name,
+        &alice.name,
+        format!("{}\n", codes[0]).as_bytes(),
+        None,
+    );
+    assert!(first.success(), "{first:?}");
+    let again = pamtester(
+        &service.name,
+        &alice.name,
+        format!("{}\n", codes[0]).as_bytes(),
+        None,
+    );
+    assert!(!again.success(), "{again:?}");
     let store = w.paths.store();
-    let o = authenticate(&store, &alice.name, &codes[0]);
+    let o = authenticate(&store, &alice.name, &codes[1]);
     assert!(matches!(o, Outcome::RecoveryAccepted { .. }), "{o:?}");
 }
 
