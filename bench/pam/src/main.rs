@@ -1,7 +1,7 @@
 //! Benchmark: pam_start_confdir / pam_authenticate / pam_end through libpam, for pam_totp.so
 //! and google-authenticator-libpam. Prints figures; see README.md.
 //!
-//! Usage: pam-bench PATH/libpam_totp.so [ITERATIONS [--only-ours]]
+//! Usage: pam-bench PATH/libpam_totp.so [ITERATIONS [--only-ours | --wrong-only]]
 
 use std::ffi::c_int;
 use std::fmt::Write as _;
@@ -152,6 +152,23 @@ fn main() {
 
     println!("pam-bench: {n} iterations per workload, module {m}");
     println!("state in {}", dir.path().display());
+    if args.get(3).is_some_and(|a| a == "--wrong-only") {
+        // For profiling one path (perf, /usr/bin/time): only the wrong-code loop.
+        let store = Store::open(&state, &key).unwrap();
+        let user = UserName::parse("w").unwrap();
+        let secret = TotpSecret::generate().unwrap();
+        store
+            .enroll(&user, secret, OtpParams::default(), None, 0, true, now())
+            .unwrap();
+        let us = b.run(
+            "ours wrong",
+            "ours",
+            &repeat("w", "000000", n),
+            PAM_AUTH_ERR,
+        );
+        println!("wrong code: {us:.1} µs");
+        return;
+    }
 
     // --- pam_totp ---
     let store = Store::open(&state, &key).unwrap();
