@@ -52,6 +52,9 @@ extern "C" {
     fn pam_get_item(pamh: *const c_void, item_type: c_int, item: *mut *const c_void) -> c_int;
 }
 
+// `raw_handle` relies on this layout; a pamsm that changed it would not compile.
+const _: () = assert!(std::mem::size_of::<Pam>() == std::mem::size_of::<*const c_void>());
+
 /// `pam_handle_t *` behind a pamsm [`Pam`].
 fn raw_handle(pamh: &Pam) -> *const c_void {
     // SAFETY: pamsm declares `Pam` as `#[repr(transparent)]` over `*const c_void`, the
