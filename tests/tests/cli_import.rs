@@ -245,3 +245,31 @@ fn import_refuses_an_enrolled_user_unless_replace() {
     let code = oathtool(&["--totp", "-b", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"]);
     assert!(accepted(&authenticate(&f.store(), "daemon", &code)));
 }
+
+#[test]
+fn a_secret_typed_at_a_terminal_is_not_echoed_and_echo_comes_back() {
+    let f = Fixture::new();
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("stty echo && \"$0\" \"$@\"; echo \"exit=$?\"; stty -a")
+        .arg(binary())
+        .args(path_args(&f))
+        .args(["import", "--user", "daemon", "--secret-stdin"]);
+    let mut s = Session::spawn_command(cmd);
+    s.expect("not shown): ");
+    s.send_line(secret);
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("exit=0"), "{out}");
+    assert!(!out.contains(secret), "the secret was echoed: {out}");
+    // The terminal has echo (and Ctrl-C) again afterwards.
+    let modes = out.split("exit=0").nth(1).unwrap();
+    assert!(
+        modes.split_whitespace().any(|w| w == "echo")
+            && modes.split_whitespace().any(|w| w == "isig"),
+        "{modes}"
+    );
+    let code = oathtool(&["--totp", "-b", secret]);
+    assert!(accepted(&authenticate(&f.store(), "daemon", &code)));
+}
