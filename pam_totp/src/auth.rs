@@ -2,6 +2,16 @@
 //! host key, prompt, transaction, result. Every path that is not a success or a `nullok`
 //! pass ends in an error code: nothing here can turn an error into PAM_SUCCESS or
 //! PAM_IGNORE.
+//!
+//! Where SPEC.md is silent:
+//! - the failure that reaches `max_failures` was a wrong code: PAM_AUTH_ERR, with the
+//!   "locked until" message; only attempts made while locked get PAM_MAXTRIES;
+//! - a user who is not enrolled, or whose key is missing, is not prompted; a locked user is
+//!   (the lock is known only inside the transaction, and the answer is not looked at);
+//! - a reply that is not UTF-8 or is longer than 64 bytes is a wrong code (counted);
+//! - a clock before 1970 fails closed with PAM_AUTHINFO_UNAVAIL;
+//! - PAM_SILENT suppresses the messages to the user, never a decision or a log line;
+//! - `pam_get_user` errors: conversation trouble is PAM_CONV_ERR, anything else an error.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::UNIX_EPOCH;
