@@ -94,7 +94,7 @@ pub fn disable(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
         confirm_current_code(ctx, &store, &user)?;
     }
     ctx.root(|| store.remove(&user))?;
-    println!("{user} is no longer enrolled.");
+    say!("{user} is no longer enrolled.");
     Ok(())
 }
 
@@ -122,7 +122,7 @@ pub fn recovery_codes(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure>
 pub fn unlock(ctx: &Ctx, user: &UserName) -> Result<(), Failure> {
     let store = ctx.store(false)?;
     ctx.root(|| store.unlock(user))?;
-    println!("{user}: failures cleared, not locked");
+    say!("{user}: failures cleared, not locked");
     Ok(())
 }
 
@@ -200,10 +200,10 @@ pub fn rekey(ctx: &Ctx) -> Result<(), Failure> {
     let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
     for (name, r) in &failed {
         if let Err(e) = r {
-            eprintln!("totp-enroll: {name}: {e}");
+            warn!("totp-enroll: {name}: {e}");
         }
     }
-    println!(
+    say!(
         "New host key in {}; {} state file(s) re-encrypted.",
         c.key_file.display(),
         results.len() - failed.len()

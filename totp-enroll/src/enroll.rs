@@ -146,11 +146,9 @@ fn confirm_new_secret(
             "that code does not match".to_owned()
         };
         if left > 0 {
-            println!(
-                "Not accepted: {why}. Check the phone's clock if this persists ({left} left)."
-            );
+            say!("Not accepted: {why}. Check the phone's clock if this persists ({left} left).");
         } else {
-            println!("Not accepted: {why}.");
+            say!("Not accepted: {why}.");
         }
     }
     Err(Failure::refused(format!(
@@ -167,7 +165,7 @@ pub fn confirm_current_code(ctx: &Ctx, store: &Store, user: &UserName) -> Result
         let why = match ctx.root(|| store.authenticate(user, &input, &req))? {
             Outcome::Accepted { .. } => return Ok(()),
             Outcome::RecoveryAccepted { remaining, .. } => {
-                println!("Recovery code accepted; {remaining} left.");
+                say!("Recovery code accepted; {remaining} left.");
                 return Ok(());
             }
             Outcome::Locked { until }
@@ -191,9 +189,9 @@ pub fn confirm_current_code(ctx: &Ctx, store: &Store, user: &UserName) -> Result
             Outcome::Rejected { .. } => "wrong code",
         };
         if left > 0 {
-            println!("Not accepted: {why} ({left} left).");
+            say!("Not accepted: {why} ({left} left).");
         } else {
-            println!("Not accepted: {why}.");
+            say!("Not accepted: {why}.");
         }
     }
     Err(Failure::refused("no valid code; nothing was changed"))

@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<(), Failure> {
             )
         })
         .map_err(already_enrolled_hint)?;
-        println!(
+        say!(
             "Imported {user} from {} (TOTP, {}, {} digits, {} s); {} scratch code(s) kept as \
              recovery codes.",
             path.display(),
@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<(), Failure> {
             codes.len()
         );
         for note in ga.notes {
-            eprintln!("totp-enroll: note: {note}");
+            warn!("totp-enroll: note: {note}");
         }
         return Ok(());
     }
@@ -370,7 +370,7 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
     let parsed = parse_oath_usersfile(&text);
     let where_ = path.display();
     for w in &parsed.warnings {
-        eprintln!("totp-enroll: warning: {where_}: {w}");
+        warn!("totp-enroll: warning: {where_}: {w}");
     }
     let mut refused = parsed.errors;
     let mut imported = 0;
@@ -405,7 +405,7 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
         match result {
             Ok(()) => {
                 imported += 1;
-                println!(
+                say!(
                     "Imported {} (TOTP, {}, {} digits, {} s); no recovery codes yet: the user \
                      can make them with `totp-enroll recovery-codes`.",
                     u.user,
@@ -417,7 +417,7 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
             Err(e @ Failure::System(_)) => return Err(e),
             Err(e) => {
                 refused += 1;
-                eprintln!("totp-enroll: {where_}: line {line}: {}: {e}", u.user);
+                warn!("totp-enroll: {where_}: line {line}: {}: {e}", u.user);
             }
         }
     }
@@ -428,7 +428,7 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
             )));
         }
     }
-    println!("{imported} user(s) imported from {where_}.");
+    say!("{imported} user(s) imported from {where_}.");
     if refused > 0 {
         return Err(Failure::refused(format!(
             "{refused} entry(ies) not imported (see above)"

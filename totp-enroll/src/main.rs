@@ -7,6 +7,23 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` that never panics: with standard output closed or broken there is nobody to
+/// tell, and the exit status still says what happened.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod admin;
 mod cli;
 mod enroll;
@@ -30,7 +47,7 @@ fn main() {
     let code = match run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("totp-enroll: {e}");
+            warn!("totp-enroll: {e}");
             e.exit_code()
         }
     };
@@ -98,7 +115,7 @@ impl Ctx {
             .unwrap_or_else(|| PathBuf::from(common::config::DEFAULT_CONFIG));
         let loaded = privs.as_root(|| common::config::load_file(&path))??;
         for w in &loaded.warnings {
-            eprintln!("totp-enroll: warning: {}: {w}", path.display());
+            warn!("totp-enroll: warning: {}: {w}", path.display());
         }
         let mut config = loaded.config;
         if let Some(p) = &cli.paths.state_dir {
@@ -142,7 +159,7 @@ impl Ctx {
                 HostKey::load_or_create(&c.key_file)
             })?;
             if created {
-                eprintln!(
+                warn!(
                     "totp-enroll: created a new host key {}",
                     c.key_file.display()
                 );

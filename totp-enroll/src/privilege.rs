@@ -109,7 +109,7 @@ struct Restore<'a>(&'a Privileges);
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
         if let Err(e) = self.0.lower() {
-            eprintln!("totp-enroll: {e}");
+            warn!("totp-enroll: {e}");
             std::process::exit(3);
         }
     }

@@ -42,7 +42,7 @@ fn read_line() -> Result<Zeroizing<String>, Failure> {
         .read_line(&mut line)
         .map_err(|e| Failure::System(format!("cannot read standard input: {e}")))?;
     if n == 0 {
-        println!();
+        say!("");
         return Err(Failure::Cancelled);
     }
     while line.ends_with('\n') || line.ends_with('\r') {
@@ -74,7 +74,11 @@ pub fn read_secret() -> Result<Zeroizing<String>, Failure> {
     quiet.local_flags.insert(LocalFlags::ECHONL);
     termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet)
         .map_err(|e| Failure::System(format!("cannot turn echo off: {e}")))?;
-    eprint!("Secret (base32; not shown): ");
+    {
+        let mut err = std::io::stderr();
+        let _ = write!(err, "Secret (base32; not shown): ");
+        let _ = err.flush();
+    }
     let line = read_line();
     let _ = termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &saved);
     let line = line?;
