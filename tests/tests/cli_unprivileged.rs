@@ -4,7 +4,8 @@
 //! paths (/var/lib/pam_totp, /etc/security/pam_totp.key and .conf): whatever exists there is
 //! moved aside first and put back afterwards by a drop guard, also when a test fails, and
 //! the tests of this file run one at a time. The binary is copied, mode 4755 root, into a
-//! directory under /tmp that every user can reach; each test makes its own accounts.
+//! directory every user can reach (under /tmp unless that is mounted nosuid); each test
+//! makes its own accounts.
 
 mod cli_support;
 mod e2e_support;
@@ -76,17 +77,37 @@ impl Drop for DefaultPaths {
     }
 }
 
-/// The built binary copied as root, mode 4755, into a fresh directory under /tmp (mode
-/// 0755, so every user reaches it).
+/// The built binary copied as root, mode 4755, into a fresh directory (mode 0755, so every
+/// user reaches it) on a file system that honours the setuid bit.
 struct Installed {
     dir: tempfile::TempDir,
 }
 
+/// Whether the file system holding `dir` is mounted nosuid (from /proc/self/mountinfo:
+/// the mount point that is the longest prefix of `dir`).
+fn nosuid(dir: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (point, opts) = (*f.get(4)?, *f.get(5)?);
+            dir.starts_with(point)
+                .then(|| (point.len(), opts.split(',').any(|o| o == "nosuid")))
+        })
+        .max_by_key(|(len, _)| *len)
+        .is_some_and(|(_, nosuid)| nosuid)
+}
+
 impl Installed {
     fn new() -> Installed {
+        let parent = ["/tmp", "/var/tmp", "/var/lib"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_dir() && !nosuid(p))
+            .expect("no directory on a file system that honours setuid");
         let dir = tempfile::Builder::new()
             .prefix("totp-enroll-setuid-")
-            .tempdir_in("/tmp")
+            .tempdir_in(parent)
             .unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let bin = dir.path().join("totp-enroll");
