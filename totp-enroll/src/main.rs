@@ -55,7 +55,7 @@ fn main() {
 }
 
 fn run() -> Result<(), Failure> {
-    let privs = Privileges::drop()?;
+    let privs = Privileges::lower_to_caller()?;
     // Parsed with the caller's rights: clap prints help and usage errors (exit 2) itself.
     let cli = Cli::parse_checked();
     let caller = privs.caller()?;

@@ -2,10 +2,11 @@
 //! except around the reads and writes of the state directory, the key and the config.
 //!
 //! Installed mode 4755 root, the program starts with real uid = the caller and effective
-//! uid 0. [`harden`] runs first, before any argument is looked at. [`Privileges::drop`]
-//! then sets the effective ids to the caller's and keeps root only as the saved uid, so
-//! that the terminal, argument parsing and rendering run with the caller's rights, and
-//! [`Privileges::as_root`] raises them for one call into `common`.
+//! uid 0. [`harden`] runs first, before any argument is looked at.
+//! [`Privileges::lower_to_caller`] then sets the effective ids to the caller's and keeps
+//! root only as the saved uid, so that the terminal, argument parsing and rendering run
+//! with the caller's rights, and [`Privileges::as_root`] raises them for one call into
+//! `common`.
 
 use nix::sys::prctl;
 use nix::sys::stat::{umask, Mode};
@@ -49,7 +50,7 @@ pub struct Privileges {
 impl Privileges {
     /// Lowers the effective uid and gid to the real ones, keeping root as the saved uid.
     /// A caller whose real uid is 0 keeps root throughout: there is nothing to protect.
-    pub fn drop() -> Result<Self, Failure> {
+    pub fn lower_to_caller() -> Result<Self, Failure> {
         let real_uid = getuid();
         let real_gid = getgid();
         let mut p = Privileges {
