@@ -689,3 +689,21 @@ fn module_exports_the_six_entry_points_and_needs_no_libgcc_s() {
     assert!(dynamic.contains("libpam.so.0"), "{dynamic}");
     assert!(!dynamic.contains("libgcc_s"), "{dynamic}");
 }
+
+#[test]
+fn truncated_key_is_authinfo_unavail() {
+    let (f, s) = enrolled();
+    std::fs::write(&f.key_file, [7u8; 31]).unwrap();
+    f.try_code(&s, "alice", "123456")
+        .assert_code(PAM_AUTHINFO_UNAVAIL);
+}
+
+#[test]
+fn state_file_not_owned_by_root_is_authinfo_unavail() {
+    let (f, s) = enrolled();
+    // 65534: nobody on Debian.
+    std::os::unix::fs::chown(f.state_dir.join("alice"), Some(65534), None).unwrap();
+    away_from_step_edge();
+    f.try_code(&s, "alice", f.code_at(now()))
+        .assert_code(PAM_AUTHINFO_UNAVAIL);
+}
