@@ -84,7 +84,12 @@ fn write_status(out: &mut impl Write, s: &Status, now: i64) -> Result<(), Failur
     Ok(())
 }
 
-pub fn disable(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
+/// The target user and the store, once the user is known to be enrolled and, for a plain
+/// user, has given a current code.
+fn enrolled_and_confirmed(
+    ctx: &Ctx,
+    user: Option<&UserName>,
+) -> Result<(UserName, common::Store), Failure> {
     let user = ctx.target(user)?;
     let store = ctx.store(false)?;
     if !ctx.root(|| store.is_enrolled(&user))? {
@@ -93,20 +98,18 @@ pub fn disable(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
     if !ctx.caller.is_root {
         confirm_current_code(ctx, &store, &user)?;
     }
+    Ok((user, store))
+}
+
+pub fn disable(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
+    let (user, store) = enrolled_and_confirmed(ctx, user)?;
     ctx.root(|| store.remove(&user))?;
     say!("{user} is no longer enrolled.");
     Ok(())
 }
 
 pub fn recovery_codes(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
-    let user = ctx.target(user)?;
-    let store = ctx.store(false)?;
-    if !ctx.root(|| store.is_enrolled(&user))? {
-        return Err(Failure::refused(format!("{user} is not enrolled")));
-    }
-    if !ctx.caller.is_root {
-        confirm_current_code(ctx, &store, &user)?;
-    }
+    let (user, store) = enrolled_and_confirmed(ctx, user)?;
     block_keyboard_signals();
     let codes = ctx.root(|| store.regenerate_recovery_codes(&user, ctx.config.recovery_codes))?;
     let mut out = std::io::stdout().lock();
