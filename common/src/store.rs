@@ -104,6 +104,8 @@ pub type PerUser<T> = (String, Result<T>);
 pub struct Store {
     dir: PathBuf,
     key: HostKey,
+    /// Where the key came from; enrollment-side writes check it still holds this key.
+    key_file: Option<PathBuf>,
 }
 
 fn counters_name(user: &UserName) -> String {
@@ -122,12 +124,20 @@ impl Store {
         Store {
             dir: state_dir.into(),
             key,
+            key_file: None,
         }
+    }
+
+    /// Records that the key was read from `key_file`, so that enrollment-side writes refuse
+    /// to seal under it once a rekey has replaced it ([`Store::open`] does this itself).
+    pub fn with_key_file(mut self, key_file: &Path) -> Self {
+        self.key_file = Some(key_file.to_owned());
+        self
     }
 
     /// Loads the key file and binds it to `state_dir`.
     pub fn open(state_dir: &Path, key_file: &Path) -> Result<Self> {
-        Ok(Self::new(state_dir, HostKey::load(key_file)?))
+        Ok(Self::new(state_dir, HostKey::load(key_file)?).with_key_file(key_file))
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -198,6 +208,22 @@ impl Store {
             },
             state,
         ))
+    }
+
+    /// Refuses to write a state file sealed under a key that a rekey has since replaced: a
+    /// file sealed only under the old key would not open after the switch. Called under the
+    /// user's lock, which rekey also takes for each file.
+    fn check_key_current(&self) -> Result<()> {
+        let Some(path) = &self.key_file else {
+            return Ok(());
+        };
+        if HostKey::load(path)?.key_id() != self.key.key_id() {
+            return Err(Error::Lock {
+                path: path.clone(),
+                why: "the host key was replaced (rekey) while this ran; run it again".into(),
+            });
+        }
+        Ok(())
     }
 
     fn write_counters(&self, l: &mut Locked, state: &UserState, durable: bool) -> Result<()> {
@@ -379,6 +405,7 @@ impl Store {
         if exists && !replace {
             return Err(Error::AlreadyEnrolled(user.to_string()));
         }
+        self.check_key_current()?;
         let mut state = UserState::new(user.clone(), secret, params, now, last_counter, &self.key)?;
         set_codes(&mut state)?;
         // Counters first, under the new generation: until the state file names that
@@ -398,6 +425,7 @@ impl Store {
         let dir = self.checked_dir()?;
         let (_l, state) = self.lock_and_load(&dir, user, &[&self.key], false)?;
         let mut state = state?.ok_or_else(|| Error::NotEnrolled(user.to_string()))?;
+        self.check_key_current()?;
         let out = change(&mut state)?;
         state.next_generation()?;
         let text = state.serialize(&[&self.key])?;
@@ -547,9 +575,20 @@ pub fn rekey(state_dir: &Path, key_file: &Path) -> Result<Vec<PerUser<()>>> {
     CheckedDir::open(parent)?
         .ok_or_else(|| Error::io(parent, std::io::ErrorKind::NotFound.into()))?
         .sync()?;
-    // Step 4.
+    // Step 4, listing again: the old key still opens a file that an enrollment started
+    // before the switch sealed under it alone (enrollment-side writes after it are refused).
+    let users: Vec<UserName> = dir
+        .entries()?
+        .into_iter()
+        .filter_map(|n| UserName::parse(&n).ok())
+        .collect();
     Ok(users
         .iter()
-        .map(|u| (u.to_string(), store.reseal(&dir, u, &[&new], &[&new])))
+        .map(|u| {
+            (
+                u.to_string(),
+                store.reseal(&dir, u, &[&new, &store.key], &[&new]),
+            )
+        })
         .collect())
 }

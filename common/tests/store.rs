@@ -446,3 +446,76 @@ fn list_shows_enrolled_users_only() {
     let listed: Vec<String> = store.list().unwrap().into_iter().map(|(n, _)| n).collect();
     assert_eq!(listed, vec!["a1".to_string()]);
 }
+
+#[test]
+fn writes_with_a_key_replaced_by_rekey_are_refused() {
+    let fx = Fixture::new();
+    let (user, _) = fx.enroll("holdout");
+    // An enrollment-side process that read the key before the rekey.
+    let stale = fx.store();
+    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    let late = UserName::parse("late").unwrap();
+    let err = stale
+        .enroll(
+            &late,
+            secret_for("late"),
+            Default::default(),
+            None,
+            1,
+            false,
+            now(),
+        )
+        .err()
+        .expect("enrollment under a replaced key was written");
+    assert!(matches!(err, Error::Lock { .. }), "{err}");
+    // The stale key no longer opens the rekeyed file: refused before anything is written.
+    let before = std::fs::read(fx.state_dir.join("holdout")).unwrap();
+    assert!(stale.unlock(&user).is_err());
+    assert_eq!(std::fs::read(fx.state_dir.join("holdout")).unwrap(), before);
+    // Nothing was written for the late user; the rekeyed user still logs in.
+    assert!(!fx.store().is_enrolled(&late).unwrap());
+    let secret = secret_for("holdout");
+    assert!(matches!(
+        fx.store()
+            .authenticate(&user, &current_code(&secret), &req(now()))
+            .unwrap(),
+        Outcome::Accepted { .. }
+    ));
+}
+
+#[test]
+fn rekey_step_four_reseals_a_file_sealed_under_the_old_key_alone() {
+    let fx = Fixture::new();
+    let old = HostKey::load(&fx.key_file).unwrap();
+    // Simulate an enrollment that sealed under the old key after step 2: run a rekey that
+    // stops after the switch by hand-writing the new key, then enroll under the old one.
+    let (user, secret) = fx.enroll("early");
+    let new_path = std::path::PathBuf::from(format!("{}.new", fx.key_file.display()));
+    let new = HostKey::generate().unwrap();
+    new.store(&new_path).unwrap();
+    Store::new(&fx.state_dir, old)
+        .enroll(
+            &UserName::parse("mid").unwrap(),
+            secret_for("mid"),
+            Default::default(),
+            None,
+            1,
+            false,
+            now(),
+        )
+        .unwrap();
+    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    let store = fx.store();
+    assert_eq!(store.key().key_id(), new.key_id());
+    for (u, s) in [
+        (user, secret),
+        (UserName::parse("mid").unwrap(), secret_for("mid")),
+    ] {
+        assert!(matches!(
+            store
+                .authenticate(&u, &current_code(&s), &req(now()))
+                .unwrap(),
+            Outcome::Accepted { .. }
+        ));
+    }
+}

@@ -164,7 +164,7 @@ impl Ctx {
                     c.key_file.display()
                 );
             }
-            return Ok(Store::new(&c.state_dir, key));
+            return Ok(Store::new(&c.state_dir, key).with_key_file(&c.key_file));
         }
         let missing = |what: &str, path: &std::path::Path| {
             Failure::System(format!(
