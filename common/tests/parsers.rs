@@ -14,7 +14,12 @@ const ROUNDS: usize = 20_000;
 fn mutate(input: &[u8]) -> Vec<u8> {
     let r = random_bytes(8);
     let mut v = input.to_vec();
-    let at = (u32::from_le_bytes(r[0..4].try_into().unwrap()) as usize) % v.len().max(1);
+    // A second mutation may meet an input the first truncated to nothing.
+    if v.is_empty() {
+        v.push(r[5]);
+        return v;
+    }
+    let at = (u32::from_le_bytes(r[0..4].try_into().unwrap()) as usize) % v.len();
     match r[4] % 5 {
         0 => v[at] ^= 1 << (r[5] % 8),
         1 => v.truncate(at),
