@@ -73,8 +73,14 @@ fn package(prefix: &str, suffix: &str) -> Option<PathBuf> {
              (scripts/test.sh does)",
             dir.display()
         );
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("SKIPPED (not in CI): {msg}");
+        // scripts/test.sh builds the packages and says so; only a bare `cargo test`
+        // on a developer's machine may skip.
+        assert!(
+            std::env::var_os("CI").is_none()
+                && std::env::var_os("PAM_TOTP_TEST_PACKAGES").is_none(),
+            "{msg}"
+        );
+        eprintln!("SKIPPED (packages not built): {msg}");
     }
     found
 }
