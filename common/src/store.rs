@@ -175,6 +175,35 @@ impl Store {
         UserState::from_toml(&bytes, user, keys, &dir.join(user.as_str())).map(Some)
     }
 
+    /// Loads the state and overlays the counters record of its generation.
+    fn read_state_overlaid(
+        &self,
+        dir: &CheckedDir,
+        user: &UserName,
+        keys: &[&HostKey],
+        slots: &Slots,
+    ) -> Result<Option<UserState>> {
+        self.read_state(dir, user, keys).map(|s| {
+            s.map(|mut s| {
+                if let Some(rec) = slots.current(s.generation) {
+                    s.counters = rec.counters.clone();
+                }
+                s
+            })
+        })
+    }
+
+    /// The key now in the key file, if it is no longer the one this store holds: a rekey
+    /// finished between [`Store::open`] and the transaction (the module reads the key before
+    /// it prompts, and a person may take a minute to answer).
+    fn replaced_key(&self) -> Result<Option<HostKey>> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        let current = HostKey::load(path)?;
+        Ok((current.key_id() != self.key.key_id()).then_some(current))
+    }
+
     /// Locks the user, then loads the state and overlays the current counters.
     /// `tolerate_bad_counters` is for enrollment, which supersedes them anyway.
     fn lock_and_load(
@@ -192,14 +221,7 @@ impl Store {
             Err(_) if tolerate_bad_counters => Slots::default(),
             Err(e) => return Err(e),
         };
-        let state = self.read_state(dir, user, keys).map(|s| {
-            s.map(|mut s| {
-                if let Some(rec) = slots.current(s.generation) {
-                    s.counters = rec.counters.clone();
-                }
-                s
-            })
-        });
+        let state = self.read_state_overlaid(dir, user, keys, &slots);
         Ok((
             Locked {
                 lock,
@@ -252,7 +274,13 @@ impl Store {
         {
             return Ok(Outcome::NotEnrolled);
         }
-        let (mut l, state) = self.lock_and_load(&dir, user, &[&self.key], false)?;
+        let (mut l, mut state) = self.lock_and_load(&dir, user, &[&self.key], false)?;
+        if matches!(state, Err(Error::Corrupt { .. })) {
+            // Only a file that does not open under our key is worth a second read.
+            if let Some(key) = self.replaced_key()? {
+                state = self.read_state_overlaid(&dir, user, &[&key], &l.slots);
+            }
+        }
         let Some(mut state) = state? else {
             return Ok(Outcome::NotEnrolled);
         };

@@ -437,6 +437,27 @@ fn rekey_keeps_everyone_able_to_log_in() {
 }
 
 #[test]
+fn a_login_that_read_the_key_before_a_rekey_still_succeeds() {
+    let fx = Fixture::new();
+    let (user, secret) = fx.enroll("waiting");
+    // The module reads the key, then prompts; the whole rekey runs while the user types.
+    let opened_before = fx.store();
+    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    assert_ne!(opened_before.key().key_id(), fx.store().key().key_id());
+    let outcome = opened_before
+        .authenticate(&user, &current_code(&secret), &req(now()))
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+    // The retry is for a replaced key only: a file that does not open under the current
+    // key is still refused.
+    std::fs::write(&fx.key_file, [7u8; 32]).unwrap();
+    let err = opened_before
+        .authenticate(&user, &current_code(&secret), &req(now()))
+        .unwrap_err();
+    assert!(corrupt(&err), "{err}");
+}
+
+#[test]
 fn list_shows_enrolled_users_only() {
     let fx = Fixture::new();
     fx.enroll("a1");
