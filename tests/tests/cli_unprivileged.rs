@@ -303,6 +303,13 @@ fn forbidden_options_and_commands_are_refused_and_change_nothing() {
         vec!["list"],
         vec!["list", "--json"],
         vec!["rekey"],
+        // Lines that do not parse are refused all the same (1), not usage errors (2).
+        vec!["unlock"],
+        vec!["import", "--secret-stdin"],
+        vec!["--user", "root", "status"],
+        vec!["status", "--user"],
+        vec!["--user", "../../etc/shadow"],
+        vec!["rekey", "--bogus"],
     ];
     let before = snapshot();
     for args in &cases {
@@ -415,6 +422,24 @@ fn replace_needs_a_current_code() {
     }
     let o = authenticate(&store, &alice.name, &new_code);
     assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+}
+
+#[test]
+fn replace_never_overwrites_an_enrollment_made_while_it_waited() {
+    let w = world();
+    let alice = TestUser::create("cu");
+    // Not enrolled: `--replace` asks for no current code...
+    let mut s = w.pty_as(&alice, &["--replace"]);
+    let shown = s.shown();
+    // ...and while it waits for the new code, an admin enrolls her.
+    w.enroll(&alice);
+    let state = Path::new(STATE_DIR).join(&alice.name);
+    let before = fs::read(&state).unwrap();
+    s.send_line(&code_now(&shown.secret(), &OtpParams::default()));
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("already enrolled"), "{out}");
+    assert_eq!(fs::read(&state).unwrap(), before, "state replaced");
 }
 
 #[test]

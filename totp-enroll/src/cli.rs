@@ -91,13 +91,12 @@ impl EnrollArgs {
 }
 
 impl Cli {
-    /// Parses the command line; a usage error exits 2 with clap's message.
-    pub fn parse_checked() -> Self {
-        let cli = Cli::parse();
-        if let Err(e) = cli.check() {
-            e.exit();
-        }
-        cli
+    /// Parses the command line and [`Cli::check`]s it. Help, version and usage errors come
+    /// back as clap errors, for the caller to `exit()` with (a usage error exits 2).
+    pub fn try_parse_checked() -> Result<Self, clap::Error> {
+        let cli = Cli::try_parse()?;
+        cli.check()?;
+        Ok(cli)
     }
 
     /// What clap's definition cannot say: the enrollment options go without a command
@@ -250,6 +249,40 @@ fn absolute_path(s: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
+/// The root-only option or command in a command line, read from the raw words: for a caller
+/// who is not root, a line that names one is refused (exit 1) even when it would not parse
+/// (a usage error, exit 2), so the refusal never depends on what follows it.
+pub fn root_only_word<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<String> {
+    const OPTIONS: [&str; 4] = ["--user", "--config", "--state-dir", "--key-file"];
+    const COMMANDS: [&str; 4] = ["import", "unlock", "list", "rekey"];
+    // Options that may come before the command and take the next word as their value.
+    const TAKE_VALUE: [&str; 5] = ["--user", "--config", "--state-dir", "--key-file", "--qr"];
+    let mut command_seen = false;
+    let mut value_next = false;
+    for arg in args {
+        let arg = arg.as_ref().to_string_lossy();
+        if arg == "--" {
+            break;
+        }
+        let name = arg.split_once('=').map_or(&*arg, |(n, _)| n);
+        if OPTIONS.contains(&name) {
+            return Some(name.to_owned());
+        }
+        if std::mem::take(&mut value_next) {
+            continue;
+        }
+        if arg.starts_with('-') {
+            value_next = !arg.contains('=') && TAKE_VALUE.contains(&name);
+        } else if !command_seen {
+            command_seen = true;
+            if COMMANDS.contains(&&*arg) {
+                return Some(format!("`{arg}`"));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +340,27 @@ mod tests {
             let err = parse(argv).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{argv:?}: {err}");
         }
+    }
+
+    #[test]
+    fn root_only_words_are_found_in_lines_that_do_not_parse() {
+        let found = |line: &str| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            root_only_word(&words)
+        };
+        assert_eq!(found("unlock").as_deref(), Some("`unlock`"));
+        assert_eq!(found("import --secret-stdin").as_deref(), Some("`import`"));
+        assert_eq!(found("--qr ansi rekey --bogus").as_deref(), Some("`rekey`"));
+        assert_eq!(found("status --user").as_deref(), Some("--user"));
+        assert_eq!(found("--state-dir=/tmp").as_deref(), Some("--state-dir"));
+        assert_eq!(
+            found("status --json --key-file").as_deref(),
+            Some("--key-file")
+        );
+        // Words that are values, later positionals or after `--` are not commands.
+        assert_eq!(found("--qr list"), None);
+        assert_eq!(found("status list"), None);
+        assert_eq!(found("-- --user"), None);
+        assert_eq!(found("status --bogus"), None);
     }
 }

@@ -99,7 +99,9 @@ pub fn run(ctx: &Ctx, args: &EnrollArgs) -> Result<(), Failure> {
             params,
             Some(step),
             ctx.config.recovery_codes,
-            args.replace,
+            // A caller who is not root replaces only the enrollment whose code was just
+            // confirmed: one made by someone else while this ran is refused, not overwritten.
+            args.replace && (enrolled || ctx.caller.is_root),
             crate::now(),
         )
     })?;

@@ -56,8 +56,21 @@ fn main() {
 
 fn run() -> Result<(), Failure> {
     let privs = Privileges::lower_to_caller()?;
-    // Parsed with the caller's rights: clap prints help and usage errors (exit 2) itself.
-    let cli = Cli::parse_checked();
+    // Parsed with the caller's rights: clap prints help and usage errors (exit 2) itself,
+    // except that a caller who is not root and names a root-only option or command is
+    // refused (exit 1) whatever else is wrong with the line.
+    let cli = match Cli::try_parse_checked() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() && !privs.real_root() {
+                let args: Vec<_> = std::env::args_os().skip(1).collect();
+                if let Some(word) = cli::root_only_word(&args) {
+                    return Err(Failure::refused(format!("{word} is only for root")));
+                }
+            }
+            e.exit()
+        }
+    };
     let caller = privs.caller()?;
     if !caller.is_root {
         refuse_root_only(&cli)?;

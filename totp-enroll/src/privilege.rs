@@ -65,6 +65,11 @@ impl Privileges {
         Ok(p)
     }
 
+    /// Whether the real uid is 0 (no account lookup needed).
+    pub fn real_root(&self) -> bool {
+        self.real_uid.is_root()
+    }
+
     pub fn caller(&self) -> Result<Caller, Failure> {
         let user = User::from_uid(self.real_uid)
             .map_err(|e| Failure::System(format!("cannot look up uid {}: {e}", self.real_uid)))?
