@@ -275,19 +275,32 @@ pub fn parse_oath_usersfile(text: &str) -> OathFile {
         }
         let (kind, user, pin, hex) = (fields[0], fields[1], fields[2], fields[3]);
         let params = match parse_oath_type(kind) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                f.warnings.push(format!(
-                    "line {n}: {user}: counter-based (HOTP) token skipped: only time-based \
-                     tokens can be imported"
-                ));
-                continue;
-            }
+            Ok(p) => p,
             Err(e) => {
                 f.warnings.push(format!("line {n}: {e}, skipped"));
                 f.errors += 1;
                 continue;
             }
+        };
+        // The user field is repeated only once the line has the shape of a real one: in a
+        // line missing a field, the secret moves into the user's place.
+        let hex_ok = data_hex(hex).is_ok();
+        if !hex_ok || UserName::parse(user).is_err() {
+            let why = if hex_ok {
+                "the user field is not a valid user name"
+            } else {
+                "the secret field is not hexadecimal (is a field missing?)"
+            };
+            f.warnings.push(format!("line {n}: {why}, skipped"));
+            f.errors += 1;
+            continue;
+        }
+        let Some(params) = params else {
+            f.warnings.push(format!(
+                "line {n}: {user}: counter-based (HOTP) token skipped: only time-based \
+                 tokens can be imported"
+            ));
+            continue;
         };
         let secret = match data_hex(hex).and_then(TotpSecret::from_bytes) {
             Ok(s) => s,
@@ -507,5 +520,27 @@ mod tests {
         // bob's PIN, carol's and dave's HOTP, alice's second token, four bad lines.
         assert_eq!(f.warnings.len(), 8, "{:?}", f.warnings);
         assert!(f.warnings.iter().all(|w| !w.contains("3132")));
+    }
+
+    #[test]
+    fn a_line_missing_its_user_never_repeats_the_secret() {
+        let secret = "3132333435363738393031323334353637383930";
+        for line in [
+            format!("HOTP/T30 {secret} - 1"),
+            format!("HOTP {secret} - 0"),
+            format!("HOTP/T30 {secret} -"),
+            format!("HOTP/T30 \x1b[2J - {secret}"),
+        ] {
+            let f = parse_oath_usersfile(&line);
+            assert!(f.users.is_empty(), "{line}");
+            assert_eq!(f.errors, 1, "{line}: {:?}", f.warnings);
+            assert!(
+                f.warnings
+                    .iter()
+                    .all(|w| !w.contains("3132") && !w.contains('\u{1b}')),
+                "{line}: {:?}",
+                f.warnings
+            );
+        }
     }
 }
