@@ -161,6 +161,17 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
     })
 }
 
+/// A remote host name as stored and shown: control characters (which a client may put in
+/// PAM_RHOST to drive the terminal of whoever reads `status`) become `?`, and the result
+/// is cut to [`MAX_RHOST_LEN`] bytes.
+pub fn clean_rhost(h: &str) -> String {
+    let clean: String = h
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    truncate_rhost(&clean).to_owned()
+}
+
 /// Cuts a remote host name to [`MAX_RHOST_LEN`] bytes on a character boundary.
 pub fn truncate_rhost(h: &str) -> &str {
     let mut end = h.len().min(MAX_RHOST_LEN);
@@ -246,6 +257,13 @@ mod tests {
 
     fn user() -> UserName {
         UserName::parse("alice").unwrap()
+    }
+
+    #[test]
+    fn remote_hosts_lose_control_characters_and_length() {
+        assert_eq!(clean_rhost("host\x1b[2J\n.example"), "host?[2J?.example");
+        assert_eq!(clean_rhost(&"é".repeat(40)).len(), 64);
+        assert_eq!(clean_rhost("192.0.2.7"), "192.0.2.7");
     }
 
     #[test]

@@ -338,7 +338,7 @@ impl Store {
         } else {
             c.failures = c.failures.saturating_add(1);
             c.rejected_since_success = c.rejected_since_success.saturating_add(1);
-            c.last_rejected_rhost = req.rhost.map(|h| counters::truncate_rhost(h).to_owned());
+            c.last_rejected_rhost = req.rhost.map(counters::clean_rhost);
             c.last_rejected_at = Some(now);
             let locked_until = (req.max_failures > 0 && c.failures >= req.max_failures)
                 .then(|| now.saturating_add(i64::try_from(req.lockout_secs).unwrap_or(i64::MAX)));

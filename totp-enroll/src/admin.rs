@@ -76,9 +76,11 @@ fn write_status(out: &mut impl Write, s: &Status, now: i64) -> Result<(), Failur
             "rejected since last success: {} (last at {} from {})",
             c.rejected_since_success,
             when(c.last_rejected_at),
-            c.last_rejected_rhost
-                .as_deref()
-                .unwrap_or("an unknown host")
+            // The same filter as when stored, whatever the file holds.
+            c.last_rejected_rhost.as_deref().map_or_else(
+                || "an unknown host".to_owned(),
+                common::counters::clean_rhost
+            )
         )?;
     }
     Ok(())
