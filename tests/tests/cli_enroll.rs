@@ -127,6 +127,23 @@ fn three_wrong_codes_save_nothing_and_never_show_the_right_one() {
 }
 
 #[test]
+fn an_over_long_answer_is_one_wrong_attempt() {
+    let f = Fixture::new();
+    let mut s = Session::enroll(&f, &[]);
+    let shown = s.shown();
+    // Longer than the CLI's 1024-byte line limit, shorter than the pty's 4095.
+    s.send_line(&"1".repeat(3000));
+    s.expect("Not accepted");
+    s.send_line(&code_now(&shown.secret(), &f.params));
+    let codes = s.recovery_codes();
+    let (out, status, _) = s.finish();
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(out.matches("Not accepted").count(), 1, "{out}");
+    assert!(!codes.is_empty(), "{out}");
+    assert_root_0600(&f.state_dir.join("root"));
+}
+
+#[test]
 fn ctrl_c_at_the_code_prompt_saves_nothing() {
     let f = Fixture::new();
     let mut s = Session::enroll(&f, &[]);

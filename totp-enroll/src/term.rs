@@ -35,20 +35,37 @@ pub fn ask(prompt: &str) -> Result<Zeroizing<String>, Failure> {
 }
 
 fn read_line() -> Result<Zeroizing<String>, Failure> {
-    let mut line = Zeroizing::new(String::new());
-    let n = std::io::stdin()
-        .lock()
+    let read_err = |e: std::io::Error| Failure::System(format!("cannot read standard input: {e}"));
+    let mut stdin = std::io::stdin().lock();
+    let mut bytes = Zeroizing::new(Vec::new());
+    let n = (&mut stdin)
         .take(MAX_LINE)
-        .read_line(&mut line)
-        .map_err(|e| Failure::System(format!("cannot read standard input: {e}")))?;
+        .read_until(b'\n', &mut bytes)
+        .map_err(read_err)?;
     if n == 0 {
         say!("");
         return Err(Failure::Cancelled);
     }
-    while line.ends_with('\n') || line.ends_with('\r') {
-        line.pop();
+    if !bytes.ends_with(b"\n") && n as u64 == MAX_LINE {
+        // The rest of an over-long line is dropped, not read as the next answers (each of
+        // which would count as a failed attempt).
+        let mut rest = Zeroizing::new(Vec::new());
+        loop {
+            rest.clear();
+            let m = (&mut stdin)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut rest)
+                .map_err(read_err)?;
+            if m == 0 || rest.ends_with(b"\n") {
+                break;
+            }
+        }
     }
-    Ok(line)
+    while bytes.ends_with(b"\n") || bytes.ends_with(b"\r") {
+        bytes.pop();
+    }
+    // Not UTF-8 is a wrong answer, not a failure to read.
+    Ok(Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// Reads a secret from standard input: the whole input if it is not a terminal, else one
