@@ -356,9 +356,11 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         "remove must keep the state"
     );
 
-    // Purge: key, state and config go.
+    // Purge: key (with a rekey's leftover new key), state and config go.
+    let key_new = format!("{KEY}.new");
+    fs::write(&key_new, [0u8; 32]).unwrap();
     run_ok(cmd("dpkg", &["--purge", DEB_NAME]));
-    for p in [KEY, CONF, STATE] {
+    for p in [KEY, key_new.as_str(), CONF, STATE] {
         assert!(fs::symlink_metadata(p).is_err(), "{p} left after purge");
     }
     assert!(!installed(DEB_NAME));
