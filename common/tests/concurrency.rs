@@ -58,6 +58,7 @@ fn child_authenticate_once() {
     let key = std::env::var("PAM_TOTP_TEST_KEY_FILE").unwrap();
     let user = common::UserName::parse(&std::env::var("PAM_TOTP_TEST_USER").unwrap()).unwrap();
     let store = Store::open(dir.as_ref(), key.as_ref()).unwrap();
+    println!("READY");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
     let outcome = store.authenticate(&user, line.trim(), &req(now())).unwrap();
@@ -77,9 +78,9 @@ fn processes_presenting_the_same_code_accept_it_once() {
         let name = format!("p{round}");
         let (_, secret) = fx.enroll(&name);
         let code = current_code(&secret);
-        let mut children: Vec<_> = (0..PROCESSES)
+        let mut children: Vec<(Reaped, BufReader<std::process::ChildStdout>)> = (0..PROCESSES)
             .map(|_| {
-                Command::new(&exe)
+                let mut child = Command::new(&exe)
                     .args([
                         "--exact",
                         "child_authenticate_once",
@@ -92,24 +93,30 @@ fn processes_presenting_the_same_code_accept_it_once() {
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .spawn()
-                    .unwrap()
+                    .unwrap();
+                let out = BufReader::new(child.stdout.take().unwrap());
+                (Reaped(child), out)
             })
             .collect();
-        // Every child is up and waiting on stdin; release them together.
-        for c in &mut children {
-            writeln!(c.stdin.as_mut().unwrap(), "{}", code.as_str()).unwrap();
+        // Wait until every child has opened the store and waits on stdin.
+        for (_, out) in &mut children {
+            let ready = out.lines().map_while(Result::ok).any(|l| l == "READY");
+            assert!(ready, "round {round}: a child ended before it was ready");
+        }
+        // Release them together.
+        for (c, _) in &mut children {
+            writeln!(c.0.stdin.as_mut().unwrap(), "{}", code.as_str()).unwrap();
         }
         let mut results = Vec::new();
-        for mut c in children {
-            drop(c.stdin.take());
-            let out = BufReader::new(c.stdout.take().unwrap());
+        for (mut c, out) in children {
+            drop(c.0.stdin.take());
             // Read to the end: the test harness prints after our line.
             let lines: Vec<String> = out.lines().map_while(Result::ok).collect();
             let result = lines
                 .iter()
                 .find_map(|l| l.strip_prefix("RESULT ").map(str::to_owned))
                 .unwrap_or_else(|| "NONE".into());
-            assert!(c.wait().unwrap().success());
+            assert!(c.0.wait().unwrap().success());
             results.push(result);
         }
         let accepted = results.iter().filter(|r| *r == "ACCEPTED").count();

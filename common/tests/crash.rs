@@ -71,16 +71,18 @@ fn sigkill_during_writes_leaves_old_or_new_state() {
     let mut failures: u32 = 0;
     let mut mid_write_kills = 0;
     for kill in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "child_write_loop", "--ignored", "--nocapture"])
-            .env("PAM_TOTP_TEST_STATE_DIR", &fx.state_dir)
-            .env("PAM_TOTP_TEST_KEY_FILE", &fx.key_file)
-            .env("PAM_TOTP_TEST_START", next_op.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Reaped(
+            Command::new(&exe)
+                .args(["--exact", "child_write_loop", "--ignored", "--nocapture"])
+                .env("PAM_TOTP_TEST_STATE_DIR", &fx.state_dir)
+                .env("PAM_TOTP_TEST_KEY_FILE", &fx.key_file)
+                .env("PAM_TOTP_TEST_START", next_op.to_string())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let (tx, rx) = mpsc::channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
+        let out = BufReader::new(child.0.stdout.take().unwrap());
         let reader = std::thread::spawn(move || {
             // Only our lines; the test harness prints its own.
             let ours = out
@@ -96,8 +98,8 @@ fn sigkill_during_writes_leaves_old_or_new_state() {
         assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "READY");
         let delay = random_u64() % 4000;
         std::thread::sleep(Duration::from_micros(delay));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
         reader.join().unwrap();
         // The last write the child reported complete.
         for line in rx.try_iter() {

@@ -65,12 +65,10 @@ fn the_confirmation_code_cannot_be_used_to_log_in() {
     s.send_line(&code);
     let (out, status, _) = s.finish();
     assert_eq!(status, Some(0), "{out}");
-    // Unless the clock moved to the next step meanwhile, the same code is a replay.
+    // Its step is now last_counter: a replay, also if the clock has moved to the next
+    // step meanwhile (window 1 still reaches it).
     let again = authenticate(&f.store(), "root", &code);
-    let fresh = code_now(&shown.secret(), &f.params);
-    if fresh == code {
-        assert!(matches!(again, Outcome::Replayed { .. }), "{again:?}");
-    }
+    assert!(matches!(again, Outcome::Replayed { .. }), "{again:?}");
 }
 
 #[test]

@@ -106,17 +106,49 @@ impl Lcg {
     }
 }
 
+/// The state directory's and key files' contents, to tell whether a rekey did any work.
+fn on_disk(f: &Fixture) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut paths: Vec<_> = std::fs::read_dir(&f.state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.push(f.key_file.clone());
+    paths.push(new_key_path(f));
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// Kills the child on drop, so a failing round leaves no rekey running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_rekey_killed_at_random_moments_never_locks_anyone_out() {
     const USERS: usize = 200;
-    const ROUNDS: usize = 8;
+    /// Kills that must land in the middle of a rekey: after it changed something on disk,
+    /// before it finished.
+    const MID_KILLS: usize = 8;
+    const MAX_ROUNDS: usize = 60;
     let f = Fixture::new();
     let users = enroll_many(&f, USERS);
-    // A whole rekey, timed: kills fall inside that span.
+    // A whole rekey, timed: kills fall inside that span, which shrinks to the shortest
+    // rekey seen finishing, so a slow first run does not push the kills past the end.
     let started = Instant::now();
     run_ok(&f, &["rekey"], b"");
-    let full = started.elapsed();
-    eprintln!("full rekey of {USERS} users: {full:?}");
+    let mut span = started.elapsed();
+    eprintln!("full rekey of {USERS} users: {span:?}");
     let mut t = now();
     all_authenticate(&f, &users, t);
 
@@ -126,28 +158,48 @@ fn a_rekey_killed_at_random_moments_never_locks_anyone_out() {
         .subsec_nanos() as u64;
     eprintln!("kill-time seed {seed}");
     let mut rng = Lcg(seed);
-    let mut interrupted = 0;
-    for round in 0..ROUNDS {
-        let delay = Duration::from_micros(rng.below(full.as_micros() as u64));
-        let mut child = rekey_command(&f)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn rekey");
-        std::thread::sleep(delay);
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill");
-        let status = child.wait().expect("wait");
-        if status.code().is_none() {
-            interrupted += 1;
-        }
+    let mut mid = 0;
+    let mut round = 0;
+    while mid < MID_KILLS && round < MAX_ROUNDS {
+        round += 1;
+        let before = on_disk(&f);
+        let delay = Duration::from_micros(rng.below(span.as_micros() as u64));
+        let spawned = Instant::now();
+        let mut child = Running(
+            rekey_command(&f)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn rekey"),
+        );
+        // Wait for the kill time, noticing a rekey that finishes first.
+        let finished = loop {
+            if let Some(status) = child.0.try_wait().expect("wait") {
+                span = span.min(spawned.elapsed());
+                break Some(status);
+            }
+            if spawned.elapsed() >= delay {
+                break None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let status = match finished {
+            Some(status) => status,
+            None => {
+                kill(Pid::from_raw(child.0.id() as i32), Signal::SIGKILL).expect("kill");
+                child.0.wait().expect("wait")
+            }
+        };
+        let killed_mid = status.code().is_none() && on_disk(&f) != before;
+        mid += usize::from(killed_mid);
         // One step later than the last round, so the codes are new.
         t += 30;
-        eprintln!("round {round}: killed after {delay:?} ({status})");
+        eprintln!("round {round}: after {delay:?}: {status}, mid-rekey: {killed_mid}");
         all_authenticate(&f, &users, t);
     }
     assert!(
-        interrupted >= ROUNDS / 2,
-        "only {interrupted} of {ROUNDS} rekeys were killed before finishing"
+        mid >= MID_KILLS,
+        "only {mid} of {round} rekeys were killed in the middle"
     );
     // A rekey run to the end after all that finishes the job.
     run_ok(&f, &["rekey"], b"");

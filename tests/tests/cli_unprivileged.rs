@@ -28,12 +28,19 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The default paths, emptied for a test and restored on drop.
 struct DefaultPaths {
+    /// Originals moved aside, put back on drop.
     moved: Vec<(PathBuf, PathBuf)>,
+    /// Set once every original is out of the way: only then is what sits at the default
+    /// paths the test's own, and only then does drop delete it.
+    ours: bool,
 }
 
 impl DefaultPaths {
     fn take() -> DefaultPaths {
-        let mut guard = DefaultPaths { moved: Vec::new() };
+        let mut guard = DefaultPaths {
+            moved: Vec::new(),
+            ours: false,
+        };
         let key_new = format!("{KEY_FILE}.new");
         for p in [STATE_DIR, KEY_FILE, key_new.as_str(), CONFIG] {
             let p = PathBuf::from(p);
@@ -43,10 +50,16 @@ impl DefaultPaths {
                     p.display(),
                     std::process::id()
                 ));
+                assert!(
+                    fs::symlink_metadata(&aside).is_err(),
+                    "{aside:?} exists: an earlier run left it; put it back by hand"
+                );
+                // On a panic here, drop puts back what was moved and deletes nothing.
                 fs::rename(&p, &aside).unwrap_or_else(|e| panic!("moving {p:?} aside: {e}"));
                 guard.moved.push((p, aside));
             }
         }
+        guard.ours = true;
         fs::DirBuilder::new()
             .mode(0o700)
             .create(STATE_DIR)
@@ -65,9 +78,11 @@ impl DefaultPaths {
 
 impl Drop for DefaultPaths {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(STATE_DIR);
-        for p in [KEY_FILE, &format!("{KEY_FILE}.new"), CONFIG] {
-            let _ = fs::remove_file(p);
+        if self.ours {
+            let _ = fs::remove_dir_all(STATE_DIR);
+            for p in [KEY_FILE, &format!("{KEY_FILE}.new"), CONFIG] {
+                let _ = fs::remove_file(p);
+            }
         }
         for (p, aside) in &self.moved {
             if let Err(e) = fs::rename(aside, p) {

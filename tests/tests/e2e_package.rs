@@ -127,6 +127,7 @@ impl Drop for Installation {
         }
         // The package's own post-install made these; the guard checked they were absent.
         let _ = fs::remove_file(KEY);
+        let _ = fs::remove_file(format!("{KEY}.new"));
         let _ = fs::remove_dir_all(STATE);
     }
 }

@@ -14,9 +14,19 @@ const ROUNDS: usize = 20;
 const PROMPT: &[u8] = b"Verification code: ";
 
 struct Racer {
-    child: Child,
+    child: Reaped,
     stdout: std::thread::JoinHandle<Vec<u8>>,
     stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+/// A child process killed and reaped on drop, so a failing round leaves none behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Starts pamtester and a reader that signals `ready` once the prompt is on stderr.
@@ -49,7 +59,7 @@ fn start(service: &str, user: &str, ready: mpsc::Sender<()>) -> Racer {
         s
     });
     Racer {
-        child,
+        child: Reaped(child),
         stdout,
         stderr,
     }
@@ -57,8 +67,8 @@ fn start(service: &str, user: &str, ready: mpsc::Sender<()>) -> Racer {
 
 fn kill_all(racers: &mut [Racer]) {
     for r in racers.iter_mut() {
-        let _ = r.child.kill();
-        let _ = r.child.wait();
+        let _ = r.child.0.kill();
+        let _ = r.child.0.wait();
     }
 }
 
@@ -79,17 +89,17 @@ fn race(service: &str, user: &str, code: &str) -> Vec<(Option<i32>, String, Stri
     // Everyone waits at the prompt: answer them all at once.
     let answer = format!("{code}\n");
     for r in racers.iter_mut() {
-        let mut stdin = r.child.stdin.take().unwrap();
+        let mut stdin = r.child.0.stdin.take().unwrap();
         let _ = stdin.write_all(answer.as_bytes());
     }
     let mut results = Vec::new();
     for mut r in racers {
         let status = loop {
-            if let Some(st) = r.child.try_wait().unwrap() {
+            if let Some(st) = r.child.0.try_wait().unwrap() {
                 break st;
             }
             if Instant::now() >= deadline {
-                let _ = r.child.kill();
+                let _ = r.child.0.kill();
                 panic!("a pamtester process did not finish in time");
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -159,11 +169,11 @@ fn a_login_waiting_at_the_prompt_holds_no_lock() {
         format!("{}\n", f.code_at(now())).as_bytes(),
         None,
     );
-    let finished_early = waiting.child.try_wait().unwrap().is_some();
-    let mut stdin = waiting.child.stdin.take().unwrap();
+    let finished_early = waiting.child.0.try_wait().unwrap().is_some();
+    let mut stdin = waiting.child.0.stdin.take().unwrap();
     let _ = stdin.write_all(b"000000\n");
     drop(stdin);
-    let status = waiting.child.wait().unwrap();
+    let status = waiting.child.0.wait().unwrap();
     assert!(r.success(), "{r:?}");
     assert!(
         !finished_early,

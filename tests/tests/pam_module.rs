@@ -225,7 +225,10 @@ fn code_of_an_earlier_step_than_the_last_accepted_is_a_replay() {
 fn lockout_after_max_failures_then_unlock_by_time() {
     let f = Fixture::new();
     f.enroll("alice", 0);
-    let s = f.service("max_failures=3 lockout_secs=2");
+    // The lock lasts 4 s from a whole second: at least 3 s to see it, and the three
+    // failures and the locked attempt all fall inside one time step.
+    let s = f.service("max_failures=3 lockout_secs=4");
+    away_from_step_edge();
     for i in 1..=3 {
         let a = f.try_code(&s, "alice", "000000");
         // The failure that locks is still a wrong code: AUTH_ERR, with the lock announced.
@@ -242,7 +245,7 @@ fn lockout_after_max_failures_then_unlock_by_time() {
             assert!(errors[0].ends_with(" UTC"), "{errors:?}");
         }
     }
-    away_from_step_edge();
+    // Even a valid code is refused while locked.
     let a = f.try_code(&s, "alice", f.code_at(now()));
     a.assert_code(PAM_MAXTRIES);
     assert!(
@@ -250,7 +253,7 @@ fn lockout_after_max_failures_then_unlock_by_time() {
         "{a:?}"
     );
 
-    std::thread::sleep(Duration::from_millis(3100));
+    std::thread::sleep(Duration::from_millis(4100));
     away_from_step_edge();
     let a = f.try_code(&s, "alice", f.code_at(now()));
     a.assert_code(PAM_SUCCESS);

@@ -88,3 +88,13 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 pub fn random_u64() -> u64 {
     u64::from_le_bytes(random_bytes(8).try_into().unwrap())
 }
+
+/// A child process killed and reaped on drop, so a failing test leaves none running.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
