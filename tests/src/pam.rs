@@ -538,6 +538,24 @@ impl Fixture {
         common::totp::code_at(&self.secret(), &self.params, t as u64).to_string()
     }
 
+    /// A code of the fixture's secret that is valid at no step within 3 of now, so it is
+    /// wrong whatever step the module sees when it arrives.
+    pub fn wrong_code(&self) -> String {
+        let now = now();
+        let period = i64::from(self.params.period());
+        let near: Vec<String> = (-3..=3).map(|k| self.code_at(now + k * period)).collect();
+        let digits = near[3].len();
+        let modulus = 10u64.pow(digits as u32);
+        let mut n: u64 = near[3].parse().unwrap();
+        loop {
+            n = (n + 1) % modulus;
+            let candidate = format!("{n:0digits$}");
+            if !near.contains(&candidate) {
+                return candidate;
+            }
+        }
+    }
+
     /// One full transaction: start, optional rhost, authenticate with `replies`, end.
     pub fn attempt(
         &self,

@@ -409,9 +409,9 @@ fn replace_needs_a_current_code() {
     let before = fs::read(&state).unwrap();
 
     let mut s = w.pty_as(&alice, &["--replace"]);
-    for _ in 0..3 {
+    for wrong in wrong_codes(&old, &OtpParams::default(), 3) {
         s.expect("Current code");
-        s.send_line("000000");
+        s.send_line(&wrong);
     }
     let (out, status, _) = s.finish();
     assert_eq!(status, Some(1), "{out}");
@@ -462,7 +462,8 @@ fn disable_needs_a_current_code() {
     let w = world();
     let alice = TestUser::create("cu");
     let (secret, _) = w.enroll(&alice);
-    let r = w.run_as(&alice, &["disable"], b"000000\n111111\n222222\n");
+    let wrong = wrong_codes(&secret, &OtpParams::default(), 3).join("\n") + "\n";
+    let r = w.run_as(&alice, &["disable"], wrong.as_bytes());
     assert_eq!(r.status, Some(1), "{r:?}");
     assert!(w.paths.store().is_enrolled(&name(&alice)).unwrap());
 

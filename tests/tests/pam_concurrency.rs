@@ -171,7 +171,7 @@ fn a_login_waiting_at_the_prompt_holds_no_lock() {
     );
     let finished_early = waiting.child.0.try_wait().unwrap().is_some();
     let mut stdin = waiting.child.0.stdin.take().unwrap();
-    let _ = stdin.write_all(b"000000\n");
+    let _ = stdin.write_all(format!("{}\n", f.wrong_code()).as_bytes());
     drop(stdin);
     let status = waiting.child.0.wait().unwrap();
     assert!(r.success(), "{r:?}");

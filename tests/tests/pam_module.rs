@@ -101,7 +101,7 @@ fn spaces_in_a_code_are_ignored() {
 fn success_after_rejections_tells_their_count_and_last_rhost() {
     let (f, s) = enrolled();
     for host in ["192.0.2.1", "192.0.2.2"] {
-        f.attempt(&s, b"alice", Some(host), vec![Reply::text("000000")])
+        f.attempt(&s, b"alice", Some(host), vec![Reply::text(f.wrong_code())])
             .assert_code(PAM_AUTH_ERR);
     }
     away_from_step_edge();
@@ -145,7 +145,7 @@ fn recovery_code_is_accepted_once_and_burnt() {
 #[test]
 fn wrong_code_is_auth_err_and_counted() {
     let (f, s) = enrolled();
-    let a = f.try_code(&s, "alice", "000000");
+    let a = f.try_code(&s, "alice", f.wrong_code());
     a.assert_code(PAM_AUTH_ERR);
     assert!(a.errors().is_empty(), "{a:?}");
     assert_eq!(failures(&f, "alice"), 1);
@@ -230,7 +230,7 @@ fn lockout_after_max_failures_then_unlock_by_time() {
     let s = f.service("max_failures=3 lockout_secs=4");
     away_from_step_edge();
     for i in 1..=3 {
-        let a = f.try_code(&s, "alice", "000000");
+        let a = f.try_code(&s, "alice", f.wrong_code());
         // The failure that locks is still a wrong code: AUTH_ERR, with the lock announced.
         a.assert_code(PAM_AUTH_ERR);
         let errors = a.errors();
@@ -269,7 +269,8 @@ fn max_failures_zero_never_locks() {
     f.enroll("alice", 0);
     let s = f.service("max_failures=0");
     for _ in 0..8 {
-        f.try_code(&s, "alice", "000000").assert_code(PAM_AUTH_ERR);
+        f.try_code(&s, "alice", f.wrong_code())
+            .assert_code(PAM_AUTH_ERR);
     }
     away_from_step_edge();
     f.try_code(&s, "alice", f.code_at(now()))
@@ -280,7 +281,8 @@ fn max_failures_zero_never_locks() {
 fn default_lockout_is_five_failures() {
     let (f, s) = enrolled();
     for _ in 0..5 {
-        f.try_code(&s, "alice", "000000").assert_code(PAM_AUTH_ERR);
+        f.try_code(&s, "alice", f.wrong_code())
+            .assert_code(PAM_AUTH_ERR);
     }
     f.try_code(&s, "alice", "000000").assert_code(PAM_MAXTRIES);
 }
@@ -310,7 +312,8 @@ fn nullok_does_not_let_an_enrolled_user_through() {
     let f = Fixture::new();
     f.enroll("alice", 0);
     let s = probing_service(&f, "nullok");
-    f.try_code(&s, "alice", "000000").assert_code(PAM_AUTH_ERR);
+    f.try_code(&s, "alice", f.wrong_code())
+        .assert_code(PAM_AUTH_ERR);
 }
 
 #[test]
@@ -561,7 +564,8 @@ fn options_override_the_config_file() {
     .unwrap();
     let s = f.service("");
     away_from_step_edge();
-    f.try_code(&s, "alice", "000000").assert_code(PAM_AUTH_ERR);
+    f.try_code(&s, "alice", f.wrong_code())
+        .assert_code(PAM_AUTH_ERR);
     // max_failures = 1 from the file applies: now locked.
     f.try_code(&s, "alice", f.code_at(now()))
         .assert_code(PAM_MAXTRIES);
@@ -635,8 +639,13 @@ fn silent_flag_suppresses_messages_not_decisions() {
 fn rhost_is_recorded_for_the_next_notice() {
     let (f, s) = enrolled();
     let long_host = format!("{}.example", "h".repeat(300));
-    f.attempt(&s, b"alice", Some(&long_host), vec![Reply::text("000000")])
-        .assert_code(PAM_AUTH_ERR);
+    f.attempt(
+        &s,
+        b"alice",
+        Some(&long_host),
+        vec![Reply::text(f.wrong_code())],
+    )
+    .assert_code(PAM_AUTH_ERR);
     away_from_step_edge();
     let a = f.attempt(&s, b"alice", None, vec![Reply::text(f.code_at(now()))]);
     a.assert_code(PAM_SUCCESS);

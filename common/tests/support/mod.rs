@@ -68,6 +68,19 @@ pub fn current_code(secret: &TotpSecret) -> Zeroizing<String> {
     code_at(secret, &OtpParams::default(), now() as u64)
 }
 
+/// A well-formed code that `secret` gives at no step within 3 of now.
+pub fn wrong_code(secret: &TotpSecret) -> String {
+    let params = OtpParams::default();
+    let t = now() as u64;
+    let near: Vec<Zeroizing<String>> = (0..=6)
+        .map(|k| code_at(secret, &params, t + k * 30 - 90))
+        .collect();
+    (0..1_000_000u32)
+        .map(|i| format!("{i:06}"))
+        .find(|c| !near.iter().any(|n| n.as_str() == c))
+        .unwrap()
+}
+
 pub fn req(now: i64) -> AuthRequest<'static> {
     AuthRequest {
         now,

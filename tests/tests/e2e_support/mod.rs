@@ -271,24 +271,9 @@ impl Drop for Daemon {
     }
 }
 
-/// A code of the fixture's secret that is valid at no step within 3 of now (so wrong
-/// whatever step the module sees when it arrives).
+/// A code of the fixture's secret that is wrong at every step near now.
 pub fn wrong_code(fixture: &Fixture) -> String {
-    let now = integration_tests::pam::now();
-    let period = i64::from(fixture.params.period());
-    let near: Vec<String> = (-3..=3)
-        .map(|k| fixture.code_at(now + k * period))
-        .collect();
-    let digits = near[3].len();
-    let modulus = 10u64.pow(digits as u32);
-    let mut n: u64 = near[3].parse().unwrap();
-    loop {
-        n = (n + 1) % modulus;
-        let candidate = format!("{n:0digits$}");
-        if !near.contains(&candidate) {
-            return candidate;
-        }
-    }
+    fixture.wrong_code()
 }
 
 /// A private sshd on 127.0.0.1: its own config, host key, port and PAM service (sshd
