@@ -110,21 +110,27 @@ pub struct TestUser {
 
 impl TestUser {
     pub fn create(tag: &str) -> TestUser {
-        let name = unique_name(tag);
-        {
-            let _g = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-            run_ok(cmd(
-                "useradd",
-                &["--create-home", "--shell", "/bin/sh", "--user-group", &name],
-            ));
-        }
-        // From here on, drop removes the account even if a later step fails.
+        // The guard exists before useradd runs: drop removes whatever part of the account
+        // was made, also if useradd fails halfway.
         let mut user = TestUser {
-            name,
+            name: unique_name(tag),
             uid: 0,
             gid: 0,
             home: PathBuf::new(),
         };
+        {
+            let _g = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+            run_ok(cmd(
+                "useradd",
+                &[
+                    "--create-home",
+                    "--shell",
+                    "/bin/sh",
+                    "--user-group",
+                    &user.name,
+                ],
+            ));
+        }
         let entry = nix::unistd::User::from_name(&user.name)
             .expect("getpwnam")
             .expect("user just created");
