@@ -418,6 +418,22 @@ pub fn now() -> i64 {
 /// A fixed secret for tests (20 bytes).
 pub const TEST_SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
+/// `n` well-formed codes that `secret` gives at no step within 3 of now: wrong whenever
+/// they arrive.
+pub fn wrong_codes(secret: &TotpSecret, params: &OtpParams, n: usize) -> Vec<String> {
+    let t = now();
+    let period = i64::from(params.period());
+    let near: Vec<String> = (-3..=3)
+        .map(|k| common::totp::code_at(secret, params, (t + k * period) as u64).to_string())
+        .collect();
+    let digits = usize::from(params.digits());
+    (0..10u64.pow(digits as u32))
+        .map(|i| format!("{i:0digits$}"))
+        .filter(|c| !near.contains(c))
+        .take(n)
+        .collect()
+}
+
 /// A temporary PAM config dir, state dir and host key (all root's, 0700 / 0600), and the
 /// service files that load the module with them.
 pub struct Fixture {
@@ -541,19 +557,7 @@ impl Fixture {
     /// A code of the fixture's secret that is valid at no step within 3 of now, so it is
     /// wrong whatever step the module sees when it arrives.
     pub fn wrong_code(&self) -> String {
-        let now = now();
-        let period = i64::from(self.params.period());
-        let near: Vec<String> = (-3..=3).map(|k| self.code_at(now + k * period)).collect();
-        let digits = near[3].len();
-        let modulus = 10u64.pow(digits as u32);
-        let mut n: u64 = near[3].parse().unwrap();
-        loop {
-            n = (n + 1) % modulus;
-            let candidate = format!("{n:0digits$}");
-            if !near.contains(&candidate) {
-                return candidate;
-            }
-        }
+        wrong_codes(&self.secret(), &self.params, 1).remove(0)
     }
 
     /// One full transaction: start, optional rhost, authenticate with `replies`, end.

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 
 use cli_support::*;
 use common::{Algorithm, OtpParams, Outcome};
-use integration_tests::pam::{now, Fixture, PAM_AUTH_ERR, PAM_SUCCESS};
+use integration_tests::pam::{now, wrong_codes, Fixture, PAM_AUTH_ERR, PAM_SUCCESS};
 use nix::sys::signal::Signal;
 
 /// Root enrolls itself: shows secret and URI, answers with the right code.

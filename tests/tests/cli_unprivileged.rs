@@ -18,7 +18,9 @@ use std::sync::{Mutex, MutexGuard};
 use cli_support::*;
 use common::{HostKey, OtpParams, Outcome, Store, TotpSecret, UserName};
 use e2e_support::TestUser;
-use integration_tests::pam::{module_path, now, pamtester, run_with_timeout, EtcPamService, Run};
+use integration_tests::pam::{
+    module_path, now, pamtester, run_with_timeout, wrong_codes, EtcPamService, Run,
+};
 
 const STATE_DIR: &str = "/var/lib/pam_totp";
 const KEY_FILE: &str = "/etc/security/pam_totp.key";

@@ -77,22 +77,6 @@ pub fn code_now(secret: &TotpSecret, params: &OtpParams) -> String {
     common::totp::code_at(secret, params, now() as u64).to_string()
 }
 
-/// `n` well-formed codes that `secret` gives at no step within 3 of now: wrong whenever
-/// they arrive.
-pub fn wrong_codes(secret: &TotpSecret, params: &OtpParams, n: usize) -> Vec<String> {
-    let t = now();
-    let period = i64::from(params.period());
-    let near: Vec<String> = (-3..=3)
-        .map(|k| common::totp::code_at(secret, params, (t + k * period) as u64).to_string())
-        .collect();
-    let digits = usize::from(params.digits());
-    (0..10u64.pow(digits as u32))
-        .map(|i| format!("{i:0digits$}"))
-        .filter(|c| !near.contains(c))
-        .take(n)
-        .collect()
-}
-
 /// Asserts `path` is a regular file owned by root with mode 0600.
 pub fn assert_root_0600(path: &Path) {
     let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
