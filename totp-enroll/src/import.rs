@@ -284,9 +284,9 @@ pub fn parse_oath_usersfile(text: &str) -> OathFile {
         };
         // The user field is repeated only once the line has the shape of a real one: in a
         // line missing a field, the secret moves into the user's place.
-        let hex_ok = data_hex(hex).is_ok();
-        if !hex_ok || UserName::parse(user).is_err() {
-            let why = if hex_ok {
+        let raw = data_hex(hex);
+        if raw.is_err() || UserName::parse(user).is_err() {
+            let why = if raw.is_ok() {
                 "the user field is not a valid user name"
             } else {
                 "the secret field is not hexadecimal (is a field missing?)"
@@ -302,7 +302,7 @@ pub fn parse_oath_usersfile(text: &str) -> OathFile {
             ));
             continue;
         };
-        let secret = match data_hex(hex).and_then(TotpSecret::from_bytes) {
+        let secret = match raw.and_then(TotpSecret::from_bytes) {
             Ok(s) => s,
             Err(e) => {
                 f.warnings
