@@ -72,15 +72,32 @@ impl Slots {
             .max_by_key(|r| r.seq)
     }
 
-    /// Where the next write goes and with which sequence number: never over the newest
-    /// valid record.
-    fn next(&self) -> (usize, u64) {
-        let newest = (0..2)
-            .filter_map(|i| self.valid[i].as_ref().map(|r| (i, r.seq)))
-            .max_by_key(|&(_, seq)| seq);
-        match newest {
-            Some((i, seq)) => (1 - i, seq + 1),
-            None => (0, 1),
+    /// Where the next write goes and with which sequence number. It never goes over the
+    /// newest record of `in_force`, the generation of the state file now in place: a record
+    /// of another generation may be newer (an enrollment whose state file never got renamed
+    /// into place), and overwriting the only current record for it would let a torn write
+    /// fall back to the state file's embedded counters. Without a record of `in_force`, it
+    /// never goes over the newest valid record.
+    fn next(&self, in_force: Option<u64>) -> (usize, u64) {
+        let seq = self
+            .valid
+            .iter()
+            .flatten()
+            .map(|r| r.seq)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let keep = |gen: Option<u64>| {
+            (0..2)
+                .filter_map(|i| {
+                    let r = self.valid[i].as_ref()?;
+                    gen.is_none_or(|g| r.generation == g).then_some((i, r.seq))
+                })
+                .max_by_key(|&(_, seq)| seq)
+        };
+        match keep(in_force).or_else(|| keep(None)) {
+            Some((i, _)) => (1 - i, seq),
+            None => (0, seq),
         }
     }
 }
@@ -216,18 +233,21 @@ pub(crate) fn read(file: &File, path: &Path, user: &UserName) -> Result<Slots> {
     Ok(slots)
 }
 
-/// Writes `counters` for `generation` into the free slot. With `durable`, the data is on
-/// stable storage when this returns.
+/// Writes `counters` for `generation` into the free slot, never over the newest record of
+/// `in_force` (the generation of the state file in place, if any). With `durable`, the data
+/// is on stable storage when this returns.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write(
     file: &File,
     path: &Path,
     user: &UserName,
     slots: &mut Slots,
+    in_force: Option<u64>,
     generation: u64,
     counters: &Counters,
     durable: bool,
 ) -> Result<()> {
-    let (slot, seq) = slots.next();
+    let (slot, seq) = slots.next(in_force);
     let rec = Record {
         seq,
         generation,
@@ -310,7 +330,7 @@ mod tests {
                 last_counter: Some(i),
                 ..Default::default()
             };
-            write(&file, &path, &u, &mut slots, 1, &c, false).unwrap();
+            write(&file, &path, &u, &mut slots, Some(1), 1, &c, false).unwrap();
             let back = read(&file, &path, &u).unwrap();
             assert_eq!(back.current(1).unwrap().counters.last_counter, Some(i));
         }

@@ -248,13 +248,21 @@ impl Store {
         Ok(())
     }
 
-    fn write_counters(&self, l: &mut Locked, state: &UserState, durable: bool) -> Result<()> {
+    /// `in_force`: the generation of the state file in place, whose newest record is kept.
+    fn write_counters(
+        &self,
+        l: &mut Locked,
+        in_force: Option<u64>,
+        state: &UserState,
+        durable: bool,
+    ) -> Result<()> {
         let file: &File = &l.lock;
         counters::write(
             file,
             &l.counters_path,
             &state.user,
             &mut l.slots,
+            in_force,
             state.generation,
             &state.counters,
             durable,
@@ -361,7 +369,7 @@ impl Store {
             Outcome::Accepted { .. } | Outcome::RecoveryAccepted { .. }
         );
         // Failures need crash safety (the slot scheme), not a sync.
-        self.write_counters(&mut l, &state, durable)?;
+        self.write_counters(&mut l, Some(state.generation), &state, durable)?;
         Ok(match outcome {
             Outcome::RecoveryAccepted { prior, .. } => Outcome::RecoveryAccepted {
                 remaining: state.recovery_codes_left(),
@@ -425,6 +433,11 @@ impl Store {
         let dir = self.checked_dir()?;
         let (mut l, existing) = self.lock_and_load(&dir, user, &[&self.key], true)?;
         // An unreadable existing file is replaced only on request.
+        let in_force = existing
+            .as_ref()
+            .ok()
+            .and_then(|s| s.as_ref())
+            .map(|s| s.generation);
         let exists = match existing {
             Ok(s) => s.is_some(),
             Err(e) if !replace => return Err(e),
@@ -439,7 +452,7 @@ impl Store {
         // Counters first, under the new generation: until the state file names that
         // generation they are ignored, and afterwards the file already has its full length
         // and a valid record, so the first login is a plain overwrite of the other slot.
-        self.write_counters(&mut l, &state, true)?;
+        self.write_counters(&mut l, in_force, &state, true)?;
         let text = state.serialize(&[&self.key])?;
         dir.write_atomic(user.as_str(), text.as_bytes())
     }
