@@ -17,6 +17,11 @@ use common::{Store, UserName};
 use support::*;
 
 const KILLS: usize = 1000;
+/// Kills that land after a write reached the disk but before the child reported it, of each
+/// kind of write, without which the test would show nothing about torn writes. About a third
+/// of the kills land there; the run goes on (up to `MAX_KILLS`) until it has them.
+const MIN_MID_WRITE_KILLS: usize = 10;
+const MAX_KILLS: usize = 10 * KILLS;
 
 fn no_lock_req() -> AuthRequest<'static> {
     AuthRequest {
@@ -69,8 +74,13 @@ fn sigkill_during_writes_leaves_old_or_new_state() {
     let exe = std::env::current_exe().unwrap();
     let mut next_op: u64 = 1;
     let mut failures: u32 = 0;
-    let mut mid_write_kills = 0;
-    for kill in 0..KILLS {
+    // Mid-write kills by kind: in-place counters write, whole-file rewrite.
+    let mut mid_write_kills = [0usize; 2];
+    let mut kill = 0;
+    while kill < KILLS
+        || (mid_write_kills.iter().any(|&n| n < MIN_MID_WRITE_KILLS) && kill < MAX_KILLS)
+    {
+        kill += 1;
         let mut child = Reaped(
             Command::new(&exe)
                 .args(["--exact", "child_write_loop", "--ignored", "--nocapture"])
@@ -123,14 +133,20 @@ fn sigkill_during_writes_leaves_old_or_new_state() {
         );
         if got == new && new != failures {
             // The kill landed after the write but before the child reported it.
-            mid_write_kills += 1;
+            mid_write_kills[usize::from(next_op.is_multiple_of(7))] += 1;
             failures = new;
             next_op += 1;
         }
         let codes = status.recovery_codes_left;
         assert_eq!(codes, 10, "kill {kill}: recovery codes torn");
     }
+    let [counters_writes, rewrites] = mid_write_kills;
     eprintln!(
-        "{KILLS} kills, {mid_write_kills} between a write and its report; reached op {next_op}"
+        "{kill} kills, {counters_writes} after a counters write and {rewrites} after a whole-file \
+         rewrite but before its report; reached op {next_op}"
+    );
+    assert!(
+        counters_writes >= MIN_MID_WRITE_KILLS && rewrites >= MIN_MID_WRITE_KILLS,
+        "too few kills landed mid-write: {mid_write_kills:?} in {kill} kills"
     );
 }
