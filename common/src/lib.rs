@@ -16,6 +16,7 @@ pub mod lock;
 pub mod recovery;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod totp;
 pub mod user;
 

@@ -301,7 +301,10 @@ fn decide<H: Handle>(s: &mut Session<'_, H>, config: &Config, outcome: Outcome) 
         Outcome::Locked { until } => {
             s.log(
                 Level::Notice,
-                &format!("locked until {}: access denied", text::utc(until)),
+                &format!(
+                    "locked until {}: access denied",
+                    common::time::display(until)
+                ),
             );
             s.tell(Notice::Error, &text::locked_until(until));
             PamError::MAXTRIES
@@ -313,6 +316,6 @@ fn decide<H: Handle>(s: &mut Session<'_, H>, config: &Config, outcome: Outcome) 
 
 fn locked_note(locked_until: Option<i64>) -> String {
     locked_until.map_or_else(String::new, |t| {
-        format!("; now locked until {}", text::utc(t))
+        format!("; now locked until {}", common::time::display(t))
     })
 }

@@ -1,13 +1,13 @@
 //! What the user sees, and how outside strings are made safe for a log line.
 
-use std::time::{Duration, UNIX_EPOCH};
+use common::time::display as utc;
 
 pub const PROMPT: &str = "Verification code: ";
 pub const NOT_ENROLLED: &str = "two-factor authentication is not set up for this account";
 pub const REPLAYED: &str = "this verification code was already used; if you did not use it, \
                             your account may be compromised";
 
-/// "too many failed attempts; locked until <UTC time>".
+/// "too many failed attempts; locked until <RFC 3339 time in UTC>".
 pub fn locked_until(until: i64) -> String {
     format!("too many failed attempts; locked until {}", utc(until))
 }
@@ -29,17 +29,6 @@ pub fn prior_rejections(count: u32, last_rhost: Option<&str>, last_at: Option<i6
         s.push_str(&format!(" at {}", utc(t)));
     }
     s
-}
-
-/// Unix time as `2026-01-02 03:04:05 UTC`; outside years 1970..=9999 the plain number.
-pub fn utc(t: i64) -> String {
-    const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
-    if !(0..=LAST_SECOND_OF_9999).contains(&t) {
-        return format!("unix time {t}");
-    }
-    let when = UNIX_EPOCH + Duration::from_secs(t as u64);
-    let s = humantime::format_rfc3339_seconds(when).to_string();
-    format!("{} UTC", s.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 /// `s` cut to `max` characters with control and non-ASCII characters escaped, so a value

@@ -235,3 +235,33 @@ fn status_never_changes_state() {
     assert_eq!(f.store().status(&user).unwrap(), before);
     assert_eq!(std::fs::read(f.state_dir.join("daemon")).unwrap(), files);
 }
+
+#[test]
+fn status_and_list_show_times_past_year_9999_without_a_panic() {
+    let f = Fixture::new();
+    f.enroll("daemon", 1);
+    f.enroll("bin", 1);
+    // Failures counted while the clock read year 10000 and later.
+    for (user, t) in [("daemon", 253_402_300_800), ("bin", 315_000_000_000)] {
+        let req = common::AuthRequest {
+            now: t,
+            window: 1,
+            max_failures: 1,
+            lockout_secs: 300,
+            rhost: Some("192.0.2.9"),
+        };
+        let o = f
+            .store()
+            .authenticate(&UserName::parse(user).unwrap(), "000000x", &req)
+            .unwrap();
+        assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
+    }
+    let r = run_ok(&f, &["status", "--user", "daemon"], b"");
+    assert!(r.stdout.contains("until @253402301100"), "{}", r.stdout);
+    let r = run_ok(&f, &["status", "--user", "bin", "--json"], b"");
+    assert_eq!(json(&r)["locked"], true, "{r:?}");
+    let r = run_ok(&f, &["list"], b"");
+    assert!(r.stdout.contains("until @315000000300"), "{}", r.stdout);
+    assert!(r.stdout.contains("until @253402301100"), "{}", r.stdout);
+    run_ok(&f, &["list", "--json"], b"");
+}

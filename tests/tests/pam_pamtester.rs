@@ -171,7 +171,7 @@ fn lock_message_reaches_the_terminal_with_frozen_time() {
     assert!(r.status == Some(1), "{r:?}");
     assert!(
         r.stderr
-            .contains("too many failed attempts; locked until 2033-05-18 03:43:20 UTC"),
+            .contains("too many failed attempts; locked until 2033-05-18T03:43:20Z"),
         "{r:?}"
     );
     // Ten minutes later (frozen clock moved by libfaketime), the lock has run out.

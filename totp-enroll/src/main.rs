@@ -34,7 +34,7 @@ mod qr;
 mod term;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{Config, HostKey, Store, UserName};
 
@@ -233,11 +233,8 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// `2026-01-31T12:00:00Z`.
-pub fn format_time(t: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+/// A stored time as people see it (RFC 3339 in UTC; never panics on any value).
+pub use common::time::display as format_time;
 
 /// Whether an account of that name exists (NSS), for root's `--user`: enrolling a typo
 /// would lock nobody out but confuse everyone.
