@@ -158,7 +158,8 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
     let rhost = match b[68] {
         1 => {
             let len = usize::from(b[69]).min(MAX_RHOST_LEN);
-            Some(String::from_utf8_lossy(&b[70..70 + len]).into_owned())
+            // Cleaned again on the way out: a record written before a rule was added.
+            Some(clean_rhost(&String::from_utf8_lossy(&b[70..70 + len])))
         }
         _ => None,
     };
@@ -178,13 +179,23 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
     })
 }
 
-/// A remote host name as stored and shown: control characters (which a client may put in
-/// PAM_RHOST to drive the terminal of whoever reads `status`) become `?`, and the result
-/// is cut to [`MAX_RHOST_LEN`] bytes.
+/// A remote host name as stored and shown, the one rule for every place that shows it
+/// (`status`, `--json`, the module's notice). A client picks PAM_RHOST, so it could drive the
+/// terminal of whoever reads it (control characters) or make it read differently from what
+/// it is (bidi overrides such as U+202E, zero-width characters: Unicode format characters,
+/// and line or paragraph separators): each becomes `?`. The result is cut to
+/// [`MAX_RHOST_LEN`] bytes.
 pub fn clean_rhost(h: &str) -> String {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let clean: String = h
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| match c.general_category() {
+            GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator => '?',
+            _ => c,
+        })
         .collect();
     truncate_rhost(&clean).to_owned()
 }
@@ -284,6 +295,16 @@ mod tests {
         assert_eq!(clean_rhost("host\x1b[2J\n.example"), "host?[2J?.example");
         assert_eq!(clean_rhost(&"é".repeat(40)).len(), 64);
         assert_eq!(clean_rhost("192.0.2.7"), "192.0.2.7");
+        // Bidi controls, zero-width characters, separators: all shown as `?`.
+        assert_eq!(
+            clean_rhost("evil\u{202E}moc.elpmaxe\u{200B}\u{2066}x\u{FEFF}\u{2028}\u{AD}"),
+            "evil?moc.elpmaxe??x???"
+        );
+        assert_eq!(clean_rhost("h\u{E0041}\u{061C}\u{0085}"), "h???");
+        assert_eq!(
+            clean_rhost("d\u{e9}j\u{e0}-vu.example"),
+            "d\u{e9}j\u{e0}-vu.example"
+        );
     }
 
     #[test]

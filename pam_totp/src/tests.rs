@@ -571,6 +571,18 @@ fn corrupt_state_is_authinfo_unavail() {
 }
 
 #[test]
+fn the_remote_host_in_the_notice_loses_format_characters() {
+    let f = Fixture::new();
+    let mut h = Fake::new("alice", answer(b"000000"));
+    h.rhost = Some("a\u{202E}b\u{200B}c\x1b[2J".into());
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+    let mut h = Fake::new("alice", answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    let notice = h.told(Notice::Info).concat();
+    assert!(notice.contains("the last from a?b?c?[2J at "), "{notice:?}");
+}
+
+#[test]
 fn outside_strings_are_printable() {
     assert_eq!(text::printable("a\nb\u{1b}", 64), "a\\nb\\u{1b}");
     assert_eq!(text::printable("abcdef", 3), "abc...");

@@ -1,5 +1,6 @@
 //! What the user sees, and how outside strings are made safe for a log line.
 
+use common::counters::clean_rhost;
 use common::time::display as utc;
 
 pub const PROMPT: &str = "Verification code: ";
@@ -22,7 +23,7 @@ pub fn prior_rejections(count: u32, last_rhost: Option<&str>, last_at: Option<i6
     let attempts = if count == 1 { "attempt" } else { "attempts" };
     let mut s = format!("{count} failed verification {attempts} since your last login");
     match last_rhost {
-        Some(h) if !h.is_empty() => s.push_str(&format!("; the last from {}", printable(h, 64))),
+        Some(h) if !h.is_empty() => s.push_str(&format!("; the last from {}", clean_rhost(h))),
         _ => s.push_str("; the last from an unknown host"),
     }
     if let Some(t) = last_at {

@@ -265,3 +265,35 @@ fn status_and_list_show_times_past_year_9999_without_a_panic() {
     assert!(r.stdout.contains("until @253402301100"), "{}", r.stdout);
     run_ok(&f, &["list", "--json"], b"");
 }
+
+#[test]
+fn status_shows_no_unicode_format_characters_from_the_remote_host() {
+    let f = Fixture::new();
+    f.enroll("daemon", 1);
+    let req = common::AuthRequest {
+        rhost: Some("evil\u{202E}moc.elpmaxe\u{200B}\u{2066}x\u{FEFF}"),
+        ..request()
+    };
+    let o = f
+        .store()
+        .authenticate(&UserName::parse("daemon").unwrap(), "000000x", &req)
+        .unwrap();
+    assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
+    let human = run_ok(&f, &["status", "--user", "daemon"], b"");
+    let r = run_ok(&f, &["status", "--user", "daemon", "--json"], b"");
+    assert_eq!(
+        json(&r)["last_rejected_rhost"],
+        "evil?moc.elpmaxe??x?",
+        "{r:?}"
+    );
+    assert!(
+        human.stdout.contains("from evil?moc.elpmaxe??x?)"),
+        "{human:?}"
+    );
+    for out in [&human.stdout, &r.stdout] {
+        assert!(
+            !out.contains(['\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}']),
+            "{out:?}"
+        );
+    }
+}

@@ -46,7 +46,7 @@ fn status_json(user: &UserName, s: Option<&Status>, now: i64) -> Value {
         "locked_until": c.locked_until.filter(|t| *t > now),
         "recovery_codes_left": s.recovery_codes_left,
         "rejected_since_success": c.rejected_since_success,
-        "last_rejected_rhost": c.last_rejected_rhost,
+        "last_rejected_rhost": c.last_rejected_rhost.as_deref().map(common::counters::clean_rhost),
         "last_rejected_at": c.last_rejected_at,
     })
 }
