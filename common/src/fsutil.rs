@@ -144,7 +144,12 @@ impl CheckedDir {
     }
 
     /// Replaces `name` with `data` atomically and durably (mode 0600, root).
+    ///
+    /// The caller holds the lock that serializes writers of `name` (the user's lock for a
+    /// state file): temp files of `name` that a killed writer left behind are removed first,
+    /// so repeated kills during a save cannot fill the directory.
     pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.remove_stale_temps(name)?;
         let mut nonce = [0u8; 8];
         crate::crypto::fill_random(&mut nonce)?;
         let tmp = format!(".tmp.{}.{}", name, hex(&nonce));
@@ -173,6 +178,24 @@ impl CheckedDir {
             return Err(e);
         }
         self.sync()
+    }
+
+    /// Removes `.tmp.<name>.<16 hex digits>`, the temp files of [`CheckedDir::write_atomic`]
+    /// for `name` only (the exact form: user `a`'s never match user `a.b`'s).
+    fn remove_stale_temps(&self, name: &str) -> Result<()> {
+        let prefix = format!(".tmp.{name}.");
+        let stale = self.entries()?.into_iter().filter(|e| {
+            e.strip_prefix(&prefix).is_some_and(|rest| {
+                rest.len() == 16 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+        });
+        for tmp in stale {
+            match unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(Error::io(self.join(&tmp), e.into())),
+            }
+        }
+        Ok(())
     }
 
     /// Removes `name` if present and syncs the directory.
