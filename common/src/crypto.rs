@@ -22,14 +22,19 @@ pub fn fill_random(buf: &mut [u8]) -> Result<()> {
     })
 }
 
-/// The 32-byte host key. Wiped on drop; no `Debug`.
-pub struct HostKey(Zeroizing<[u8; HOST_KEY_LEN]>);
+/// The 32-byte host key. Wiped on drop; no `Debug`. The bytes live in one heap allocation
+/// made before they are filled, so moving a `HostKey` moves a pointer and leaves no copy.
+pub struct HostKey(Box<Zeroizing<[u8; HOST_KEY_LEN]>>);
 
 impl HostKey {
+    fn zeroed() -> Self {
+        HostKey(Box::new(Zeroizing::new([0u8; HOST_KEY_LEN])))
+    }
+
     pub fn generate() -> Result<Self> {
-        let mut key = Zeroizing::new([0u8; HOST_KEY_LEN]);
-        fill_random(key.as_mut())?;
-        Ok(HostKey(key))
+        let mut key = Self::zeroed();
+        fill_random(key.0.as_mut_slice())?;
+        Ok(key)
     }
 
     /// Loads the key file: a regular file, owned by root, no group or other permission bits,
@@ -50,9 +55,9 @@ impl HostKey {
                 ),
             ));
         }
-        let mut key = Zeroizing::new([0u8; HOST_KEY_LEN]);
-        key.copy_from_slice(&bytes);
-        Ok(HostKey(key))
+        let mut key = Self::zeroed();
+        key.0.copy_from_slice(&bytes);
+        Ok(key)
     }
 
     /// Writes this key to `path` atomically (mode 0600), replacing any file there.
@@ -60,7 +65,7 @@ impl HostKey {
         let (dir, name) = split(path)?;
         let dir = CheckedDir::open(dir)?
             .ok_or_else(|| Error::io(dir, std::io::ErrorKind::NotFound.into()))?;
-        dir.write_atomic(name, self.0.as_ref())
+        dir.write_atomic(name, self.0.as_slice())
     }
 
     /// Loads the key at `path`, or creates and stores a new one if there is none.
@@ -86,23 +91,25 @@ impl HostKey {
 
     /// HMAC-SHA256 under this key over `label || 0 || data`.
     pub(crate) fn mac(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
-        hmac_sha256(self.0.as_ref(), label, data)
+        let tag = hmac_sha256(self.0.as_slice(), label, data);
+        scrub_stack();
+        tag
     }
 
     /// Encrypts `plaintext` with a fresh random nonce; `aad` is authenticated, not stored.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>)> {
-        let cipher = Aes256Gcm::new_from_slice(self.0.as_ref()).expect("key is 32 bytes");
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
-        let ct = cipher
-            .encrypt(
+        let ct = self.with_cipher(|cipher| {
+            cipher.encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext,
                     aad,
                 },
             )
-            .map_err(|_| Error::InvalidInput("encryption failed".into()))?;
+        });
+        let ct = ct.map_err(|_| Error::InvalidInput("encryption failed".into()))?;
         Ok((nonce, ct))
     }
 
@@ -111,12 +118,42 @@ impl HostKey {
         if nonce.len() != NONCE_LEN {
             return None;
         }
-        let cipher = Aes256Gcm::new_from_slice(self.0.as_ref()).expect("key is 32 bytes");
-        cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-            .ok()
-            .map(Zeroizing::new)
+        self.with_cipher(|cipher| {
+            cipher
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+                .ok()
+                .map(Zeroizing::new)
+        })
     }
+
+    /// Runs `f` with the AES-GCM cipher of this key. The cipher wipes its key schedule when
+    /// dropped (aes-gcm's `zeroize`); the stack it was built on, which holds moved-from
+    /// copies of the schedule, is wiped afterwards.
+    fn with_cipher<T>(&self, f: impl FnOnce(&Aes256Gcm) -> T) -> T {
+        let out = {
+            let cipher = Aes256Gcm::new(self.0.as_slice().into());
+            f(&cipher)
+        };
+        // The AES code leaves round keys in vector registers, and those are saved in a core
+        // dump. The same code run under an all-zero key overwrites them; safe Rust has no
+        // other way to clear them.
+        let blank = Aes256Gcm::new(&Default::default());
+        let _ = std::hint::black_box(blank.encrypt(&Default::default(), [0u8; 64].as_slice()));
+        drop(blank);
+        scrub_stack();
+        out
+    }
+}
+
+/// Zeroes the stack below the caller's frame, where the frames of the calls it just made
+/// (the cipher's construction and use, the HMAC's key block) left copies of key material
+/// that no destructor reaches. Those frames are far smaller than this.
+#[inline(never)]
+fn scrub_stack() {
+    use zeroize::Zeroize;
+    let mut below = [0u8; 16 * 1024];
+    below.zeroize();
+    std::hint::black_box(&below);
 }
 
 /// HMAC-SHA256 over `label || 0 || data`.
