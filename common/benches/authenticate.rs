@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench -p pam_totp_common --bench authenticate` (as root: the store insists on
 //! root-owned files). Set BENCH_DIR to put the state directory on another file system; the
-//! default is a temporary directory under /var/tmp, on disk, so fsync costs what it costs.
+//! default is a temporary directory under /var/lib/pam_totp-tests (root-owned ancestors: the
+//! store refuses /var/tmp's 1777 as an ancestor), on disk, so fsync costs what it costs.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -48,7 +49,10 @@ fn report(name: &str, start: Instant, n: usize) {
 fn main() {
     let base = std::env::var_os("BENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+        // Not /var/tmp (1777): every ancestor of a state dir must be root's and not
+        // writable by others.
+        .unwrap_or_else(|| PathBuf::from("/var/lib/pam_totp-tests"));
+    std::fs::create_dir_all(&base).unwrap();
     let tmp = tempfile::tempdir_in(base).unwrap();
     let state_dir = tmp.path().join("state");
     std::fs::create_dir(&state_dir).unwrap();

@@ -29,16 +29,19 @@ pub enum ModePolicy {
 }
 
 /// A directory we have checked and hold open: root-owned, not a symlink, not writable by
-/// group or others.
+/// group or others, and so is every directory above it.
 pub struct CheckedDir {
     fd: OwnedFd,
     path: PathBuf,
 }
 
 impl CheckedDir {
-    /// Opens `path` without following a final symlink and checks it. `Ok(None)` if it does
-    /// not exist.
+    /// Opens `path` without following a final symlink and checks it and every ancestor.
+    /// `Ok(None)` if it does not exist.
     pub fn open(path: &Path) -> Result<Option<Self>> {
+        if !check_ancestors(path)? {
+            return Ok(None);
+        }
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = match openat(AT_FDCWD, path, flags, Mode::empty()) {
             Ok(fd) => fd,
@@ -224,6 +227,40 @@ impl CheckedDir {
         names.sort();
         Ok(names)
     }
+}
+
+/// Checks every directory above `path`, as OpenSSH's StrictModes does: each must be root's
+/// and not writable by group or others, or whoever can write one could swap what lies below
+/// (put back an older state directory, with its spent recovery codes live again). There is
+/// no exception for the sticky bit: it stops the removal of others' entries, not the
+/// creation of a directory that a configured path names before it exists. The path is
+/// resolved first, so each real directory is checked; the error names the first one that
+/// fails. `Ok(false)` if an ancestor does not exist.
+fn check_ancestors(path: &Path) -> Result<bool> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(true);
+    };
+    let real = match std::fs::canonicalize(parent) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(parent, e)),
+    };
+    let mut ancestors: Vec<&Path> = real.ancestors().collect();
+    ancestors.reverse();
+    for dir in ancestors {
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+        if !meta.is_dir() {
+            return Err(Error::unsafe_file(dir, "not a directory"));
+        }
+        check_owner_mode(dir, &meta, ModePolicy::NotGroupOrWorldWritable).map_err(|e| match e {
+            Error::Unsafe { why, .. } => Error::unsafe_file(
+                dir,
+                format!("{why}; it is an ancestor of {}", path.display()),
+            ),
+            e => e,
+        })?;
+    }
+    Ok(true)
 }
 
 fn check_owner_mode(path: &Path, meta: &std::fs::Metadata, policy: ModePolicy) -> Result<()> {

@@ -106,6 +106,20 @@ fn at(t: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(t as u64)
 }
 
+/// A fresh temp dir (0700) for state dirs and key files. Not under /tmp: the module refuses
+/// a state dir or key file with an ancestor that others can write, and /tmp is 1777. The
+/// parent is root's, 0755, under /var/lib.
+fn safe_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::path::Path::new("/var/lib/pam_totp-tests");
+    std::fs::create_dir_all(root).expect("create /var/lib/pam_totp-tests");
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tempfile::Builder::new()
+        .prefix("t-")
+        .tempdir_in(root)
+        .expect("tempdir")
+}
+
 /// A root-owned 0700 temp dir with a state dir, a host key and one enrolled user.
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -118,7 +132,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = safe_tempdir();
         let state = dir.path().join("state");
         std::fs::create_dir(&state).unwrap();
         let key = dir.path().join("key");

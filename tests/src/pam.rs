@@ -434,6 +434,20 @@ pub fn wrong_codes(secret: &TotpSecret, params: &OtpParams, n: usize) -> Vec<Str
         .collect()
 }
 
+/// A fresh temp dir (0700) for state dirs and key files. Not under /tmp: the module refuses
+/// a state dir or key file with an ancestor that others can write, and /tmp is 1777. The
+/// parent is root's, 0755, under /var/lib.
+pub fn safe_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::path::Path::new("/var/lib/pam_totp-tests");
+    std::fs::create_dir_all(root).expect("create /var/lib/pam_totp-tests");
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tempfile::Builder::new()
+        .prefix("t-")
+        .tempdir_in(root)
+        .expect("tempdir")
+}
+
 /// A temporary PAM config dir, state dir and host key (all root's, 0700 / 0600), and the
 /// service files that load the module with them.
 pub struct Fixture {
@@ -456,7 +470,7 @@ impl Default for Fixture {
 
 impl Fixture {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = safe_tempdir();
         let confdir = dir.path().join("pam.d");
         let state_dir = dir.path().join("state");
         std::fs::create_dir(&confdir).unwrap();

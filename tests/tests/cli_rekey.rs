@@ -82,7 +82,7 @@ fn after_rekey_every_user_logs_in_with_codes_and_recovery_codes() {
         );
     }
     // The old key opens nothing any more.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = integration_tests::pam::safe_tempdir();
     let old = dir.path().join("old.key");
     std::fs::write(&old, &old_key).unwrap();
     std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();

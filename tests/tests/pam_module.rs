@@ -719,3 +719,49 @@ fn state_file_not_owned_by_root_is_authinfo_unavail() {
     f.try_code(&s, "alice", f.code_at(now()))
         .assert_code(PAM_AUTHINFO_UNAVAIL);
 }
+
+#[test]
+fn a_state_dir_or_key_file_below_a_directory_others_can_write_is_authinfo_unavail() {
+    let (f, _) = enrolled();
+    // open (0777) / inner (0700) / {state, key}: only an ancestor is unsafe.
+    let open = f.dir.path().join("open");
+    let inner = open.join("inner");
+    let state = inner.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    for (dir, mode) in [(&open, 0o777), (&inner, 0o700), (&state, 0o700)] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::copy(f.state_dir.join("alice"), state.join("alice")).unwrap();
+    let key = inner.join("pam_totp.key");
+    std::fs::copy(&f.key_file, &key).unwrap();
+    let line = |state_dir: &std::path::Path, key_file: &std::path::Path| {
+        f.service_with(&format!(
+            "auth required {{module}} config={} state_dir={} key_file={}\n",
+            f.config.display(),
+            state_dir.display(),
+            key_file.display()
+        ))
+    };
+    let state_below_open = line(&state, &f.key_file);
+    let key_below_open = line(&f.state_dir, &key);
+    away_from_step_edge();
+    for s in [&state_below_open, &key_below_open] {
+        f.try_code(s, "alice", f.code_at(now()))
+            .assert_code(PAM_AUTHINFO_UNAVAIL);
+    }
+    // Never "not enrolled" under an untrusted state dir.
+    f.try_code(&state_below_open, "bob", "123456")
+        .assert_code(PAM_AUTHINFO_UNAVAIL);
+    // The refusal names the ancestor.
+    let err = common::Store::open(&state, &key)
+        .and_then(|st| st.status(&UserName::parse("alice").unwrap()))
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("{}: ", open.display())), "{text}");
+    assert!(text.contains("0777"), "{text}");
+    // The same paths work once the ancestor is safe: the ancestor was the only reason.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    f.try_code(&state_below_open, "alice", f.code_at(now()))
+        .assert_code(PAM_SUCCESS);
+}

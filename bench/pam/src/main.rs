@@ -117,7 +117,10 @@ fn main() {
         "run as root: state files must be root's"
     );
 
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    // Not /var/tmp (1777): every ancestor of a state dir must be root's and not writable
+    // by others.
+    std::fs::create_dir_all("/var/lib/pam_totp-tests").unwrap();
+    let dir = tempfile::tempdir_in("/var/lib/pam_totp-tests").unwrap();
     let confdir = dir.path().join("pam.d");
     std::fs::create_dir(&confdir).unwrap();
     let b = Bench { confdir };

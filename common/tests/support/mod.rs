@@ -17,7 +17,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        let tmp = safe_tempdir();
         let state_dir = tmp.path().join("state");
         std::fs::create_dir(&state_dir).unwrap();
         let key_file = tmp.path().join("pam_totp.key");
@@ -49,6 +49,20 @@ impl Fixture {
             .expect("enroll");
         (user, secret_for(name))
     }
+}
+
+/// A fresh temp dir (0700) for state dirs and key files. Not under /tmp: the module refuses
+/// a state dir or key file with an ancestor that others can write, and /tmp is 1777. The
+/// parent is root's, 0755, under /var/lib.
+pub fn safe_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::path::Path::new("/var/lib/pam_totp-tests");
+    std::fs::create_dir_all(root).expect("create /var/lib/pam_totp-tests");
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tempfile::Builder::new()
+        .prefix("t-")
+        .tempdir_in(root)
+        .expect("tempdir")
 }
 
 pub fn secret_for(name: &str) -> TotpSecret {
