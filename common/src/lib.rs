@@ -7,21 +7,30 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod config;
 pub mod counters;
 pub mod crypto;
 pub mod error;
+pub mod files;
 pub mod fsutil;
 pub mod lock;
+pub mod login;
+pub mod policy;
 pub mod recovery;
 pub mod state;
 pub mod store;
 pub mod totp;
 pub mod user;
 
+pub use backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded, Version};
 pub use config::Config;
 pub use crypto::HostKey;
 pub use error::{Error, Result};
-pub use store::{AuthRequest, Outcome, Status, Store};
-pub use totp::{Algorithm, OtpParams, TotpSecret};
+pub use files::{FileKey, FilesBackend};
+pub use login::{Enrollment, PerUser, RecoveryCodes, Status};
+pub use policy::{AuthRequest, Decision, Matched, Outcome, PriorRejections};
+pub use state::SealedState;
+pub use store::Store;
+pub use totp::{Algorithm, OtpParams, TimeStep, TotpSecret};
 pub use user::UserName;
