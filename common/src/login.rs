@@ -343,3 +343,176 @@ pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUse
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::backend::Version;
+    use crate::state::SealedState;
+
+    const NOW: i64 = 1_700_000_000;
+
+    /// Stored bytes, counters, state revision, counters revision.
+    type Entry = (Vec<u8>, Counters, u64, u64);
+
+    /// An in-memory backend with an optional rival: before the first `rival_commits`
+    /// commits, another caller is made to commit `rival` first, so ours conflicts.
+    #[derive(Default)]
+    struct Memory {
+        entry: Mutex<Option<Entry>>,
+        rival: Mutex<Option<Counters>>,
+        always_conflict: bool,
+        loads: AtomicUsize,
+    }
+
+    impl Backend for Memory {
+        fn is_enrolled(&self, _: &UserName) -> Result<bool> {
+            Ok(self.entry.lock().unwrap().is_some())
+        }
+        fn load(&self, user: &UserName) -> Result<Option<Loaded>> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            let e = self.entry.lock().unwrap();
+            let Some((bytes, counters, s, c)) = e.as_ref() else {
+                return Ok(None);
+            };
+            Ok(Some(Loaded {
+                state: SealedState::parse(bytes, user, "mem".as_ref())?,
+                counters: counters.clone(),
+                version: Version::new(*s, *c),
+            }))
+        }
+        fn commit(
+            &self,
+            _: &UserName,
+            version: Version,
+            counters: &Counters,
+            _: bool,
+        ) -> Result<Commit> {
+            let mut e = self.entry.lock().unwrap();
+            let e = e.as_mut().unwrap();
+            if let Some(rival) = self.rival.lock().unwrap().take() {
+                e.1 = rival;
+                e.3 += 1;
+            }
+            if self.always_conflict || (e.2, e.3) != (version.state(), version.counters()) {
+                return Ok(Commit::Conflict);
+            }
+            e.1 = counters.clone();
+            e.3 += 1;
+            Ok(Commit::Committed)
+        }
+        fn put_state(
+            &self,
+            _: &UserName,
+            _: Expect,
+            state: &SealedState,
+            check: &dyn Fn() -> Result<()>,
+        ) -> Result<Commit> {
+            check()?;
+            let mut e = self.entry.lock().unwrap();
+            let rev = e.as_ref().map_or(1, |e| e.2 + 1);
+            *e = Some((state.as_bytes().to_vec(), state.counters(), rev, 0));
+            Ok(Commit::Committed)
+        }
+        fn remove(&self, _: &UserName) -> Result<bool> {
+            Ok(self.entry.lock().unwrap().take().is_some())
+        }
+        fn users(&self) -> Result<Vec<UserName>> {
+            Ok(vec![UserName::parse("alice").unwrap()])
+        }
+    }
+
+    struct Key(HostKey);
+    impl KeySource for Key {
+        fn key(&self) -> &HostKey {
+            &self.0
+        }
+        fn replaced(&self) -> Result<Option<HostKey>> {
+            Ok(None)
+        }
+    }
+
+    fn setup(backend: &Memory) -> (Key, UserName, TotpSecret) {
+        let key = Key(HostKey::generate().unwrap());
+        let user = UserName::parse("alice").unwrap();
+        let bytes = b"0123456789abcdefghij".to_vec();
+        let secret = TotpSecret::from_bytes(Zeroizing::new(bytes.clone())).unwrap();
+        let e = Enrollment {
+            user: user.clone(),
+            secret: TotpSecret::from_bytes(Zeroizing::new(bytes)).unwrap(),
+            params: OtpParams::default(),
+            last_counter: None,
+            recovery: RecoveryCodes::Generate(0),
+            replace: false,
+            now: NOW,
+        };
+        enroll(backend, &key, e).unwrap();
+        (key, user, secret)
+    }
+
+    fn req() -> AuthRequest<'static> {
+        AuthRequest {
+            now: NOW,
+            window: 1,
+            max_failures: 5,
+            lockout_secs: 60,
+            rhost: None,
+        }
+    }
+
+    #[test]
+    fn a_conflict_is_decided_again_from_fresh_values() {
+        let backend = Memory::default();
+        let (key, user, secret) = setup(&backend);
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64);
+        let step = OtpParams::default().step_at(NOW as u64);
+        // Another caller spends this step between our load and our commit.
+        *backend.rival.lock().unwrap() = Some(Counters {
+            last_counter: Some(step),
+            ..Default::default()
+        });
+        backend.loads.store(0, Ordering::SeqCst);
+        let o = authenticate(&backend, &key, &user, &code, &req()).unwrap();
+        assert_eq!(
+            o,
+            Outcome::Replayed {
+                failures: 1,
+                locked_until: None
+            }
+        );
+        assert_eq!(backend.loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn endless_conflicts_fail_closed_after_bounded_retries() {
+        let backend = Memory {
+            always_conflict: true,
+            ..Default::default()
+        };
+        let (key, user, secret) = setup(&backend);
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64);
+        backend.loads.store(0, Ordering::SeqCst);
+        let r = authenticate(&backend, &key, &user, &code, &req());
+        assert!(matches!(r, Err(Error::Contention(_))), "{r:?}");
+        assert_eq!(backend.loads.load(Ordering::SeqCst), MAX_ATTEMPTS);
+    }
+
+    #[test]
+    fn a_typed_code_follows_the_one_rule_at_login_and_confirmation() {
+        let backend = Memory::default();
+        let (key, user, secret) = setup(&backend);
+        let params = OtpParams::default();
+        let code = totp::code_at(&secret, &params, NOW as u64);
+        let typed = format!("\t{} {}\n", &code[..3], &code[3..]);
+        assert!(verify_new_secret(&secret, &params, &typed, NOW, 1).is_some());
+        let o = authenticate(&backend, &key, &user, &typed, &req()).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        let bad = format!("-{}", code.as_str());
+        assert!(verify_new_secret(&secret, &params, &bad, NOW, 1).is_none());
+    }
+}

@@ -67,13 +67,20 @@ pub fn generate(count: usize) -> Result<Vec<RecoveryCode>> {
 pub const SCRATCH_CODE_LEN: usize = 8;
 
 /// The one rule for a code a person typed (TOTP or recovery, at login or when the CLI
-/// confirms one): white space (spaces, tabs, line ends, any Unicode white space) and `-`
-/// are dropped, ASCII letters are upper-cased, anything else is kept as is (so it fails to
-/// match). A TOTP code is then exactly its digits.
+/// confirms one): white space anywhere (spaces, tabs, line ends, any Unicode white space)
+/// is dropped, and so is a `-` that separates two letters or digits (a group separator,
+/// as in `ABCDE-FGHJK`); any other `-` stays and makes the code wrong. ASCII letters are
+/// upper-cased; everything else is kept as is, so it fails to match. A TOTP code is then
+/// exactly its digits.
 pub fn normalize_typed(input: &str) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::with_capacity(input.len().min(64)));
-    for c in input.chars() {
-        if c == '-' || c.is_whitespace() {
+    let chars: Zeroizing<Vec<char>> =
+        Zeroizing::new(input.chars().filter(|c| !c.is_whitespace()).collect());
+    for (i, &c) in chars.iter().enumerate() {
+        let between = i > 0
+            && chars[i - 1].is_ascii_alphanumeric()
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_alphanumeric());
+        if c == '-' && between {
             continue;
         }
         out.push(c.to_ascii_uppercase());
@@ -174,6 +181,10 @@ mod tests {
         assert_eq!(normalize_typed("abcde-fghjk").as_str(), "ABCDEFGHJK");
         assert_eq!(normalize_typed("12\u{a0}34").as_str(), "1234");
         assert_eq!(normalize_typed("+12345").as_str(), "+12345");
+        assert_eq!(normalize_typed("-123456").as_str(), "-123456");
+        assert_eq!(normalize_typed("123456-").as_str(), "123456-");
+        assert_eq!(normalize_typed("ab--cd").as_str(), "AB--CD");
+        assert_eq!(normalize_typed("123-456").as_str(), "123456");
         assert_eq!(normalize("abcde\tfghjk").unwrap().as_str(), "ABCDEFGHJK");
     }
 
