@@ -67,10 +67,6 @@ impl CheckedDir {
         Self::open(path)?.ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn join(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }

@@ -119,8 +119,15 @@ impl UserState {
         })
     }
 
-    pub fn secret(&self) -> &TotpSecret {
+    /// The secret stays inside the crate: callers verify codes, they never get it.
+    pub(crate) fn secret(&self) -> &TotpSecret {
         &self.secret
+    }
+
+    /// Whether `input` (typed, normalised as at login) is a code of this state's secret
+    /// within `window` steps of `now`, ignoring `last_counter`. Changes nothing.
+    pub fn verify_code(&self, input: &str, now: i64, window: u32) -> Option<crate::TimeStep> {
+        crate::login::verify_new_secret(&self.secret, &self.params, input, now, window)
     }
 
     /// Replaces the recovery codes with `count` new ones and returns them for display.

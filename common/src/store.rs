@@ -153,6 +153,12 @@ impl Store {
     }
 }
 
+/// Whether `user` has a state file in `state_dir` ([`Backend::is_enrolled`] of a fresh
+/// [`FilesBackend`]). Kept for bench/pam; new code holds a backend.
+pub fn is_enrolled(state_dir: &Path, user: &UserName) -> Result<bool> {
+    FilesBackend::open(state_dir)?.is_enrolled(user)
+}
+
 /// [`login::rekey`] of `state_dir` from `key_file`.
 pub fn rekey(state_dir: &Path, key_file: &Path) -> Result<Vec<PerUser<()>>> {
     login::rekey(&FilesBackend::open(state_dir)?, &FileKey::load(key_file)?)
