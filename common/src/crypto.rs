@@ -16,10 +16,7 @@ const NONCE_LEN: usize = 12;
 
 /// Fills `buf` from the operating system's random source.
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::getrandom(buf).map_err(|e| Error::Io {
-        path: "getrandom".into(),
-        source: std::io::Error::other(e.to_string()),
-    })
+    getrandom::getrandom(buf).map_err(|e| Error::RandomSource(e.to_string()))
 }
 
 /// The 32-byte host key. Wiped on drop; no `Debug`. The bytes live in one heap allocation

@@ -3,16 +3,31 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::user::UserName;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid user name: {0}")]
     InvalidUserName(&'static str),
 
     #[error("user {0} is not enrolled")]
-    NotEnrolled(String),
+    NotEnrolled(UserName),
 
     #[error("user {0} is already enrolled")]
-    AlreadyEnrolled(String),
+    AlreadyEnrolled(UserName),
+
+    /// A rekey replaced the host key while an enrollment-side change ran: nothing was
+    /// written (a state sealed under the old key alone would not open after the switch).
+    #[error("the host key was replaced (rekey) while this ran; run it again")]
+    KeyReplaced,
+
+    /// The operating system's random source failed.
+    #[error("random source failed: {0}")]
+    RandomSource(String),
+
+    /// Other callers kept changing the user's values: gave up after bounded retries.
+    #[error("user {0}: too many concurrent changes; gave up")]
+    Contention(UserName),
 
     #[error("{path}: {source}")]
     Io {

@@ -70,10 +70,6 @@ impl CheckedDir {
         Self::open(path)?.ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn join(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
@@ -120,6 +116,20 @@ impl CheckedDir {
         Ok(Some(file))
     }
 
+    /// Device and inode that `name` points at now (not following a symlink), `None` if it is
+    /// gone: tells whether a file opened earlier is still the one of that name.
+    pub fn identity(&self, name: &str) -> Result<Option<(u64, u64)>> {
+        match nix::sys::stat::fstatat(
+            self.fd.as_fd(),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => Ok(Some((st.st_dev, st.st_ino))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(Error::io(self.join(name), e.into())),
+        }
+    }
+
     /// Reads a whole checked file of at most `max_len` bytes. `Ok(None)` if it does not exist.
     pub fn read_file(
         &self,
@@ -130,22 +140,27 @@ impl CheckedDir {
         let Some(file) = self.open_file(name, false, policy)? else {
             return Ok(None);
         };
-        let path = self.join(name);
-        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        if len > max_len {
-            return Err(Error::corrupt(path, format!("larger than {max_len} bytes")));
-        }
-        let mut buf = Zeroizing::new(Vec::with_capacity(len as usize + 1));
-        // Read one byte past the limit to notice a file that grew after fstat.
-        file.take(max_len + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io(&path, e))?;
-        if buf.len() as u64 > max_len {
-            return Err(Error::corrupt(path, format!("larger than {max_len} bytes")));
-        }
-        Ok(Some(buf))
+        read_opened(&file, &self.join(name), max_len).map(Some)
     }
+}
 
+/// Reads the whole of a file opened by [`CheckedDir::open_file`], at most `max_len` bytes:
+/// one fstat for the size, then exactly that many bytes (one read for a regular file).
+pub fn read_opened(file: &File, path: &Path, max_len: u64) -> Result<Zeroizing<Vec<u8>>> {
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len > max_len {
+        return Err(Error::corrupt(path, format!("larger than {max_len} bytes")));
+    }
+    let mut buf = Zeroizing::new(vec![0u8; len as usize]);
+    let mut reader = file;
+    reader.read_exact(&mut buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::corrupt(path, "shrank while read"),
+        _ => Error::io(path, e),
+    })?;
+    Ok(buf)
+}
+
+impl CheckedDir {
     /// Replaces `name` with `data` atomically and durably (mode 0600, root).
     ///
     /// The caller holds the lock that serializes writers of `name` (the user's lock for a

@@ -60,13 +60,9 @@ pub fn lock(dir: &CheckedDir, name: &str) -> Result<UserLock> {
         // Still the file that the name points at? Otherwise it was removed or replaced
         // while we waited, and a lock on it protects nothing.
         let held = locked.metadata().map_err(|e| Error::io(&path, e))?;
-        match std::fs::symlink_metadata(&path) {
-            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                return Ok(UserLock(locked))
-            }
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&path, e)),
+        match dir.identity(name)? {
+            Some(now) if now == (held.dev(), held.ino()) => return Ok(UserLock(locked)),
+            _ => continue,
         }
     }
 }

@@ -1,9 +1,16 @@
 //! Recovery codes: 10 characters from an alphabet without look-alikes (no 0/O, 1/I/L),
 //! about 49.5 random bits each, shown as `XXXXX-XXXXX`, accepted in any case and with or
 //! without separators. Stored only as keyed hashes.
+//!
+//! This module owns everything about them: generation, the accepted forms, the keyed hash,
+//! matching, and the bitmap of spent codes that the counters carry (bit i set: code i of
+//! the enrollment's list is spent). It also owns the one rule for what a person typed,
+//! [`normalize_typed`], used for TOTP codes and recovery codes alike, at login and when
+//! the CLI confirms a code.
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::crypto::{fill_random, hmac_sha256};
@@ -59,24 +66,80 @@ pub fn generate(count: usize) -> Result<Vec<RecoveryCode>> {
 /// a user is migrated.
 pub const SCRATCH_CODE_LEN: usize = 8;
 
-/// The canonical form of what a user typed, if it can be a recovery code: separators
-/// (`-`, space) dropped, upper case, and either exactly [`CODE_LEN`] symbols of
-/// [`ALPHABET`] (ours) or exactly [`SCRATCH_CODE_LEN`] digits (an imported scratch code).
-pub fn normalize(input: &str) -> Option<Zeroizing<String>> {
-    let mut out = Zeroizing::new(String::with_capacity(CODE_LEN));
-    for c in input.chars() {
-        if c == '-' || c == ' ' {
+/// The one rule for a code a person typed (TOTP or recovery, at login or when the CLI
+/// confirms one): white space anywhere (spaces, tabs, line ends, any Unicode white space)
+/// is dropped, and so is a `-` that separates two letters or digits (a group separator,
+/// as in `ABCDE-FGHJK`); any other `-` stays and makes the code wrong. ASCII letters are
+/// upper-cased; everything else is kept as is, so it fails to match. A TOTP code is then
+/// exactly its digits.
+pub fn normalize_typed(input: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(input.len().min(64)));
+    let chars: Zeroizing<Vec<char>> =
+        Zeroizing::new(input.chars().filter(|c| !c.is_whitespace()).collect());
+    for (i, &c) in chars.iter().enumerate() {
+        let between = i > 0
+            && chars[i - 1].is_ascii_alphanumeric()
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_alphanumeric());
+        if c == '-' && between {
             continue;
         }
-        let c = c.to_ascii_uppercase();
-        if !c.is_ascii() || out.len() == CODE_LEN {
-            return None;
-        }
-        out.push(c);
+        out.push(c.to_ascii_uppercase());
     }
+    out
+}
+
+/// The canonical form of what a user typed, if it can be a recovery code: normalized by
+/// [`normalize_typed`], then either exactly [`CODE_LEN`] symbols of [`ALPHABET`] (ours)
+/// or exactly [`SCRATCH_CODE_LEN`] digits (an imported scratch code).
+pub fn normalize(input: &str) -> Option<Zeroizing<String>> {
+    let out = normalize_typed(input);
     let ours = out.len() == CODE_LEN && out.bytes().all(|b| ALPHABET.contains(&b));
     let scratch = out.len() == SCRATCH_CODE_LEN && out.bytes().all(|b| b.is_ascii_digit());
     (ours || scratch).then_some(out)
+}
+
+/// Whether code `index` of a list of `count` is unspent under the bitmap `used`.
+pub fn is_unspent(count: usize, used: u64, index: usize) -> bool {
+    index < count.min(MAX_RECOVERY_CODES) && used & (1u64 << index) == 0
+}
+
+/// The bitmap with code `index` spent.
+pub fn spend(used: u64, index: usize) -> u64 {
+    used | 1u64.checked_shl(index as u32).unwrap_or(0)
+}
+
+/// How many of a list of `count` codes are unspent under `used`.
+pub fn unspent(count: usize, used: u64) -> usize {
+    (0..count).filter(|&i| is_unspent(count, used, i)).count()
+}
+
+/// Index of the unspent code among `hashes` equal to the already normalized `normalized`.
+/// Every stored hash is compared, in constant time.
+pub(crate) fn find(
+    recovery_key: &[u8],
+    user: &UserName,
+    hashes: &[[u8; 32]],
+    used: u64,
+    normalized: &str,
+) -> Option<usize> {
+    let h = hash(recovery_key, user, normalized);
+    let mut found = None;
+    for (i, stored) in hashes.iter().enumerate() {
+        if bool::from(stored.ct_eq(&h)) && is_unspent(hashes.len(), used, i) {
+            found = Some(i);
+        }
+    }
+    found
+}
+
+/// Drops spent codes from `hashes`; the bitmap of the result is 0.
+pub(crate) fn compact(hashes: &mut Vec<[u8; 32]>, used: u64) {
+    let mut i = 0;
+    hashes.retain(|_| {
+        let keep = used & (1u64 << i) == 0;
+        i += 1;
+        keep
+    });
 }
 
 /// Keyed hash of a normalized code, bound to the user.
@@ -110,6 +173,32 @@ mod tests {
             );
             assert!(seen.insert(c.normalized().to_owned()));
         }
+    }
+
+    #[test]
+    fn one_rule_for_typed_codes() {
+        assert_eq!(normalize_typed(" 123\t456\n").as_str(), "123456");
+        assert_eq!(normalize_typed("abcde-fghjk").as_str(), "ABCDEFGHJK");
+        assert_eq!(normalize_typed("12\u{a0}34").as_str(), "1234");
+        assert_eq!(normalize_typed("+12345").as_str(), "+12345");
+        assert_eq!(normalize_typed("-123456").as_str(), "-123456");
+        assert_eq!(normalize_typed("123456-").as_str(), "123456-");
+        assert_eq!(normalize_typed("ab--cd").as_str(), "AB--CD");
+        assert_eq!(normalize_typed("123-456").as_str(), "123456");
+        assert_eq!(normalize("abcde\tfghjk").unwrap().as_str(), "ABCDEFGHJK");
+    }
+
+    #[test]
+    fn bitmap_of_spent_codes() {
+        assert_eq!(unspent(3, 0), 3);
+        let used = spend(0, 1);
+        assert_eq!(used, 0b10);
+        assert!(!is_unspent(3, used, 1) && is_unspent(3, used, 2) && !is_unspent(3, used, 3));
+        assert_eq!(unspent(3, used), 2);
+        assert_eq!(spend(used, 64), used);
+        let mut h = vec![[1u8; 32], [2u8; 32], [3u8; 32]];
+        compact(&mut h, used);
+        assert_eq!(h, vec![[1u8; 32], [3u8; 32]]);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! payload sealed under two keys; each entry names its key by [`HostKey::key_id`].
 
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::counters::Counters;
@@ -120,8 +119,15 @@ impl UserState {
         })
     }
 
-    pub fn secret(&self) -> &TotpSecret {
+    /// The secret stays inside the crate: callers verify codes, they never get it.
+    pub(crate) fn secret(&self) -> &TotpSecret {
         &self.secret
+    }
+
+    /// Whether `input` (typed, normalised as at login) is a code of this state's secret
+    /// within `window` steps of `now`, ignoring `last_counter`. Changes nothing.
+    pub fn verify_code(&self, input: &str, now: i64, window: u32) -> Option<crate::TimeStep> {
+        crate::login::verify_new_secret(&self.secret, &self.params, input, now, window)
     }
 
     /// Replaces the recovery codes with `count` new ones and returns them for display.
@@ -158,34 +164,28 @@ impl UserState {
 
     /// Recovery codes not yet spent.
     pub fn recovery_codes_left(&self) -> usize {
-        (0..self.recovery_hashes.len())
-            .filter(|i| self.counters.recovery_used & (1u64 << i) == 0)
-            .count()
+        recovery::unspent(self.recovery_hashes.len(), self.counters.recovery_used)
     }
 
-    /// Index of the unspent recovery code equal to `normalized`. Every stored hash is
-    /// compared, in constant time.
+    /// How many recovery codes the list holds, spent or not.
+    pub(crate) fn recovery_codes_listed(&self) -> usize {
+        self.recovery_hashes.len()
+    }
+
+    /// Index of the unspent recovery code equal to `normalized`.
     pub(crate) fn match_recovery_code(&self, normalized: &str) -> Option<usize> {
-        let h = recovery::hash(&self.recovery_key, &self.user, normalized);
-        let mut found = None;
-        for (i, stored) in self.recovery_hashes.iter().enumerate() {
-            let unspent = self.counters.recovery_used & (1u64 << i) == 0;
-            if bool::from(stored.ct_eq(&h)) && unspent {
-                found = Some(i);
-            }
-        }
-        found
+        recovery::find(
+            &self.recovery_key,
+            &self.user,
+            &self.recovery_hashes,
+            self.counters.recovery_used,
+            normalized,
+        )
     }
 
     /// Drops spent recovery codes, so a rewritten file carries only live ones.
     fn compact_recovery_codes(&mut self) {
-        let used = self.counters.recovery_used;
-        let mut i = 0;
-        self.recovery_hashes.retain(|_| {
-            let keep = used & (1u64 << i) == 0;
-            i += 1;
-            keep
-        });
+        recovery::compact(&mut self.recovery_hashes, self.counters.recovery_used);
         self.counters.recovery_used = 0;
     }
 
@@ -236,6 +236,16 @@ impl UserState {
             .map_err(|e| Error::InvalidInput(format!("cannot serialize state: {e}")))
     }
 
+    /// Serializes and seals under `keys`, as a backend stores it.
+    pub(crate) fn seal(&mut self, keys: &[&HostKey]) -> Result<SealedState> {
+        let text = self.serialize(keys)?;
+        SealedState::parse(
+            text.as_bytes(),
+            &self.user,
+            std::path::Path::new(self.user.as_str()),
+        )
+    }
+
     /// Parses and decrypts a state file read for `user`. `keys` are tried by key id. Any
     /// malformed input is an [`Error::Corrupt`] naming `path`; never a panic (fuzzed).
     pub fn from_toml(
@@ -244,6 +254,24 @@ impl UserState {
         keys: &[&HostKey],
         path: &std::path::Path,
     ) -> Result<Self> {
+        SealedState::parse(bytes, user, path)?.open(user, keys)
+    }
+}
+
+/// A state file parsed but not decrypted: what a [`crate::backend::Backend`] stores and
+/// hands back. Its secret opens only inside this crate ([`SealedState::open`]), so a
+/// backend never sees it in clear.
+pub struct SealedState {
+    file: StateFileV1,
+    bytes: Zeroizing<Vec<u8>>,
+    origin: std::path::PathBuf,
+}
+
+impl SealedState {
+    /// Parses a stored state of `user`. `origin` names where it came from, for errors (a
+    /// path for the files backend, a key name for another store).
+    pub fn parse(bytes: &[u8], user: &UserName, origin: &std::path::Path) -> Result<Self> {
+        let path = origin;
         let text = std::str::from_utf8(bytes).map_err(|_| Error::corrupt(path, "not UTF-8"))?;
         let file: StateFileV1 =
             toml::from_str(text).map_err(|e| Error::corrupt(path, e.message().to_owned()))?;
@@ -256,6 +284,50 @@ impl UserState {
         if file.user != user.as_str() {
             return Err(Error::corrupt(path, "belongs to another user"));
         }
+        Ok(SealedState {
+            file,
+            bytes: Zeroizing::new(bytes.to_vec()),
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// The bytes to store.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Identifies this version of the state; counters records name the generation they
+    /// extend, and every rewrite changes it.
+    pub fn generation(&self) -> u64 {
+        self.file.generation
+    }
+
+    /// The counters written in the state itself (superseded by a counters record of the
+    /// same generation, where the backend keeps one).
+    pub fn counters(&self) -> Counters {
+        let f = &self.file;
+        Counters {
+            last_used: f.last_used,
+            last_counter: f.last_counter,
+            failures: f.failures,
+            locked_until: f.locked_until,
+            rejected_since_success: f.rejected_since_success,
+            last_rejected_rhost: f.last_rejected_rhost.clone(),
+            last_rejected_at: f.last_rejected_at,
+            // Spent codes are dropped before every write: all listed codes are live.
+            recovery_used: 0,
+        }
+    }
+
+    /// Whether the payload is sealed under a key of this id (no decryption).
+    pub(crate) fn sealed_under(&self, key_id: &str) -> bool {
+        self.file.secret.iter().any(|s| s.key_id == key_id)
+    }
+
+    /// Decrypts with the first of `keys` the state is sealed under.
+    pub(crate) fn open(&self, user: &UserName, keys: &[&HostKey]) -> Result<UserState> {
+        let file = &self.file;
+        let path = self.origin.as_path();
         let params = OtpParams::new(file.algorithm, file.digits, file.period)
             .map_err(|e| Error::corrupt(path, e.to_string()))?;
         let mut recovery_hashes = Vec::with_capacity(file.recovery_codes.len());
@@ -300,17 +372,7 @@ impl UserState {
             user: user.clone(),
             params,
             created: file.created,
-            counters: Counters {
-                last_used: file.last_used,
-                last_counter: file.last_counter,
-                failures: file.failures,
-                locked_until: file.locked_until,
-                rejected_since_success: file.rejected_since_success,
-                last_rejected_rhost: file.last_rejected_rhost,
-                last_rejected_at: file.last_rejected_at,
-                // Spent codes are dropped before every write: all listed codes are live.
-                recovery_used: 0,
-            },
+            counters: self.counters(),
             generation: file.generation,
             recovery_hashes,
             secret,

@@ -76,6 +76,16 @@ impl FromStr for Algorithm {
     }
 }
 
+/// A TOTP time step: unix time divided by the period (RFC 6238's T).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeStep(pub u64);
+
+impl fmt::Display for TimeStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Algorithm, digits and period of one enrollment, validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OtpParams {
@@ -204,7 +214,7 @@ pub fn code_at(secret: &TotpSecret, params: &OtpParams, time: u64) -> Zeroizing<
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct CodeMatch {
     /// The latest matching step after `last_counter`: the code may be accepted for it.
-    pub fresh_step: Option<u64>,
+    pub fresh_step: Option<TimeStep>,
     /// Some step at or before `last_counter` matched: the code was already used.
     pub replayed: bool,
 }
@@ -236,7 +246,7 @@ pub fn verify(
             if last_counter.is_some_and(|last| step <= last) {
                 result.replayed = true;
             } else {
-                result.fresh_step = Some(step);
+                result.fresh_step = Some(TimeStep(step));
             }
         }
     }
@@ -275,7 +285,7 @@ mod tests {
                 let secret = seed(*len);
                 assert_eq!(code_at(&secret, &params, t).as_str(), want, "{alg} T={t}");
                 let m = verify(&secret, &params, want, t, 0, None);
-                assert_eq!(m.fresh_step, Some(t / 30), "{alg} T={t}");
+                assert_eq!(m.fresh_step, Some(TimeStep(t / 30)), "{alg} T={t}");
                 checked += 1;
             }
         }
@@ -304,7 +314,7 @@ mod tests {
             }
         );
         let m = verify(&secret, &params, &code, now, 1, Some(step - 1));
-        assert_eq!(m.fresh_step, Some(step));
+        assert_eq!(m.fresh_step, Some(TimeStep(step)));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Exactly one acceptance per code, whatever the concurrency: threads in one process, and
-//! separate processes (which is what concurrent logins are).
+//! The contract of `common::Backend`: "a time step commits at most once across all callers
+//! of one backend". Checked here for the files backend: threads in one process, separate
+//! processes (which is what concurrent logins are), and bare compare-and-swap commits
+//! racing on one version.
 
 mod support;
 
@@ -8,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 
 use common::store::Outcome;
-use common::Store;
+use common::{Backend, Commit, FilesBackend, Store, Version};
 use support::*;
 
 const THREADS: usize = 32;
@@ -126,5 +128,43 @@ fn processes_presenting_the_same_code_accept_it_once() {
             (1, PROCESSES - 1),
             "round {round}: {results:?}"
         );
+    }
+}
+
+#[test]
+fn commits_racing_on_one_version_commit_a_step_once() {
+    let fx = Fixture::new();
+    for round in 0..THREAD_ROUNDS {
+        let (user, _) = fx.enroll(&format!("c{round}"));
+        let backend = FilesBackend::open(&fx.state_dir).unwrap();
+        let loaded = backend.load(&user).unwrap().unwrap();
+        let (state_rev, counters_rev) = (loaded.version.state(), loaded.version.counters());
+        let mut counters = loaded.counters.clone();
+        // Release the lock the load holds: the racers bring only the bare version.
+        drop(loaded);
+        counters.last_counter = Some(1_000 + round as u64);
+        let backend = Arc::new(backend);
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (backend, barrier, user, counters) = (
+                    backend.clone(),
+                    barrier.clone(),
+                    user.clone(),
+                    counters.clone(),
+                );
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let v = Version::new(state_rev, counters_rev);
+                    backend.commit(&user, v, &counters, true).unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<Commit> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let committed = results.iter().filter(|c| **c == Commit::Committed).count();
+        assert_eq!(committed, 1, "round {round}: {results:?}");
+        let now = backend.load(&user).unwrap().unwrap();
+        assert_eq!(now.counters.last_counter, counters.last_counter);
+        assert_ne!(now.version.counters(), counters_rev);
     }
 }

@@ -53,7 +53,10 @@ fn agrees_with_oathtool_on_random_secrets_and_times() {
                 "{alg} #{i}: len {len} digits {digits} period {period} time {time}"
             );
             let m = verify(&secret, &params, &theirs, time, 0, None);
-            assert_eq!(m.fresh_step, Some(time / u64::from(period)));
+            assert_eq!(
+                m.fresh_step,
+                Some(common::TimeStep(time / u64::from(period)))
+            );
         }
     }
 }

@@ -204,7 +204,7 @@ fn confirmation_step_cannot_log_in() {
             &user,
             secret,
             Default::default(),
-            Some(step),
+            Some(step.0),
             1,
             false,
             now(),
@@ -463,7 +463,12 @@ fn list_shows_enrolled_users_only() {
     fx.enroll("b2");
     let store = fx.store();
     store.remove(&UserName::parse("b2").unwrap()).unwrap();
-    let listed: Vec<String> = store.list().unwrap().into_iter().map(|(n, _)| n).collect();
+    let listed: Vec<String> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
     assert_eq!(listed, vec!["a1".to_string()]);
 }
 
@@ -487,7 +492,7 @@ fn writes_with_a_key_replaced_by_rekey_are_refused() {
         )
         .err()
         .expect("enrollment under a replaced key was written");
-    assert!(matches!(err, Error::Lock { .. }), "{err}");
+    assert!(matches!(err, Error::KeyReplaced), "{err}");
     // The stale key no longer opens the rekeyed file: refused before anything is written.
     let before = std::fs::read(fx.state_dir.join("holdout")).unwrap();
     assert!(stale.unlock(&user).is_err());

@@ -16,8 +16,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::UNIX_EPOCH;
 
-use common::store::{self, Outcome, PriorRejections};
-use common::{AuthRequest, Config, Error, Store, UserName};
+use common::{
+    AuthRequest, Backend, Config, Error, FileKey, FilesBackend, KeySource, Outcome,
+    PriorRejections, UserName,
+};
 use pamsm::PamError;
 
 use crate::handle::{ConvError, Handle, Level, Notice};
@@ -33,9 +35,36 @@ pub fn guard(f: impl FnOnce() -> PamError) -> PamError {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(PamError::SYSTEM_ERR)
 }
 
+/// Where the module's state and key come from, chosen from the configuration. The module
+/// uses [`Files`]; the decision-logic tests inject an in-memory store, so they need
+/// neither root nor a file system.
+pub trait Storage {
+    /// The state store for this login (opened once, dropped at its end).
+    fn backend(&self, config: &Config) -> common::Result<Box<dyn Backend>>;
+    /// The key, read before the prompt.
+    fn keys(&self, config: &Config) -> common::Result<Box<dyn KeySource>>;
+}
+
+/// The state directory and key file of the configuration.
+pub struct Files;
+
+impl Storage for Files {
+    fn backend(&self, config: &Config) -> common::Result<Box<dyn Backend>> {
+        Ok(Box::new(FilesBackend::open(&config.state_dir)?))
+    }
+    fn keys(&self, config: &Config) -> common::Result<Box<dyn KeySource>> {
+        Ok(Box::new(FileKey::load(&config.key_file)?))
+    }
+}
+
 /// [`authenticate`] with a panic caught, logged and turned into PAM_SYSTEM_ERR.
-pub fn authenticate_guarded<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamError {
-    match catch_unwind(AssertUnwindSafe(|| authenticate(h, silent, args))) {
+pub fn authenticate_guarded<H: Handle>(
+    h: &mut H,
+    storage: &dyn Storage,
+    silent: bool,
+    args: &[String],
+) -> PamError {
+    match catch_unwind(AssertUnwindSafe(|| authenticate(h, storage, silent, args))) {
         Ok(result) => result,
         Err(_) => {
             // Logging may itself be what panicked: guard it too.
@@ -118,7 +147,12 @@ impl<H: Handle> Session<'_, H> {
 }
 
 /// The whole of `pam_sm_authenticate`. `silent`: PAM_SILENT was given.
-pub fn authenticate<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamError {
+pub fn authenticate<H: Handle>(
+    h: &mut H,
+    storage: &dyn Storage,
+    silent: bool,
+    args: &[String],
+) -> PamError {
     let ctx = Context {
         service: h
             .service()
@@ -175,13 +209,19 @@ pub fn authenticate<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamE
         config.nullok
     ));
 
-    match store::is_enrolled(&config.state_dir, &user) {
+    // Enrollment is known before the key is needed, so that `nullok` lets a never-enrolled
+    // user through on a host whose key is not set up yet.
+    let backend = match storage.backend(&config) {
+        Ok(b) => b,
+        Err(e) => return s.unavailable("state", &e),
+    };
+    match backend.is_enrolled(&user) {
         Ok(true) => {}
         Ok(false) => return s.not_enrolled(config.nullok),
         Err(e) => return s.unavailable("state", &e),
     }
-    let store = match Store::open(&config.state_dir, &config.key_file) {
-        Ok(st) => st,
+    let keys = match storage.keys(&config) {
+        Ok(k) => k,
         Err(e) => return s.unavailable("host key", &e),
     };
 
@@ -214,7 +254,7 @@ pub fn authenticate<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamE
     };
     let rhost = s.ctx.rhost.clone();
     let req = AuthRequest::from_config(&config, now, rhost.as_deref());
-    let outcome = store.authenticate(&user, input, &req);
+    let outcome = common::login::authenticate(&*backend, &*keys, &user, input, &req);
     drop(reply);
     match outcome {
         Ok(o) => decide(&mut s, &config, o),

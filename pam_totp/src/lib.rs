@@ -1,5 +1,5 @@
 //! `pam_totp.so`: the PAM module. A thin layer over `common`: it reads the options and the
-//! config, asks for the code, runs the login transaction of [`common::Store::authenticate`],
+//! config, asks for the code, runs the login transaction of [`common::login::authenticate`],
 //! and maps its outcome to a PAM result and a message, as SPEC.md's table says.
 //!
 //! The decisions live in [`auth`], written against the small [`handle::Handle`] trait so
@@ -27,7 +27,12 @@ pub struct PamTotp;
 impl PamServiceModule for PamTotp {
     fn authenticate(pamh: Pam, flags: PamFlags, args: Vec<String>) -> PamError {
         let mut handle = ffi::LibPam::new(&pamh);
-        auth::authenticate_guarded(&mut handle, flags.contains(PamFlags::SILENT), &args)
+        auth::authenticate_guarded(
+            &mut handle,
+            &auth::Files,
+            flags.contains(PamFlags::SILENT),
+            &args,
+        )
     }
 
     /// There are no credentials to set; a success keeps `auth` stacks that call

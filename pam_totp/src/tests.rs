@@ -2,15 +2,20 @@
 //! The real-libpam tests in tests/tests/pam_*.rs then prove the wiring.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{HostKey, OtpParams, Store, TotpSecret, UserName};
+use common::counters::Counters;
+use common::{
+    Backend, Commit, Config, Enrollment, Expect, HostKey, KeySource, Loaded, OtpParams,
+    RecoveryCodes, SealedState, TotpSecret, UserName, Version,
+};
 use pamsm::PamError;
 use zeroize::Zeroizing;
 
-use crate::auth::{authenticate, authenticate_guarded};
+use crate::auth::{authenticate, authenticate_guarded, Storage};
 use crate::handle::{ConvError, Handle, Level, Notice};
 use crate::text;
 
@@ -106,25 +111,178 @@ fn at(t: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(t as u64)
 }
 
-/// A fresh temp dir (0700) for state dirs and key files. Not under /tmp: the module refuses
-/// a state dir or key file with an ancestor that others can write, and /tmp is 1777. The
-/// parent is root's, 0755, under /var/lib.
-fn safe_tempdir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let root = std::path::Path::new("/var/lib/pam_totp-tests");
-    std::fs::create_dir_all(root).expect("create /var/lib/pam_totp-tests");
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-    tempfile::Builder::new()
-        .prefix("t-")
-        .tempdir_in(root)
-        .expect("tempdir")
+/// One user's values in [`Memory`].
+struct Entry {
+    state: Vec<u8>,
+    counters: Counters,
+    state_rev: u64,
+    counters_rev: u64,
 }
 
-/// A root-owned 0700 temp dir with a state dir, a host key and one enrolled user.
-struct Fixture {
-    _dir: tempfile::TempDir,
+/// An in-memory [`Backend`] with the contract's compare-and-swap: the store the decision
+/// logic is tested against, so the tests need neither root nor a file system.
+#[derive(Default)]
+struct Memory {
+    users: Mutex<BTreeMap<UserName, Entry>>,
+}
+
+const ORIGIN: &str = "memory";
+
+impl Backend for Memory {
+    fn is_enrolled(&self, user: &UserName) -> common::Result<bool> {
+        Ok(self.users.lock().unwrap().contains_key(user))
+    }
+
+    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
+        let users = self.users.lock().unwrap();
+        let Some(e) = users.get(user) else {
+            return Ok(None);
+        };
+        Ok(Some(Loaded {
+            state: SealedState::parse(&e.state, user, Path::new(ORIGIN))?,
+            counters: e.counters.clone(),
+            version: Version::new(e.state_rev, e.counters_rev),
+        }))
+    }
+
+    fn commit(
+        &self,
+        user: &UserName,
+        version: Version,
+        counters: &Counters,
+        _durable: bool,
+    ) -> common::Result<Commit> {
+        let mut users = self.users.lock().unwrap();
+        match users.get_mut(user) {
+            Some(e) if (e.state_rev, e.counters_rev) == (version.state(), version.counters()) => {
+                e.counters = counters.clone();
+                e.counters_rev += 1;
+                Ok(Commit::Committed)
+            }
+            _ => Ok(Commit::Conflict),
+        }
+    }
+
+    fn put_state(
+        &self,
+        user: &UserName,
+        expect: Expect,
+        state: &SealedState,
+        check: &dyn Fn() -> common::Result<()>,
+    ) -> common::Result<Commit> {
+        let mut users = self.users.lock().unwrap();
+        let current = users.get(user).map(|e| (e.state_rev, e.counters_rev));
+        match (&expect, current) {
+            (Expect::Absent, Some(_)) => return Err(common::Error::AlreadyEnrolled(user.clone())),
+            (Expect::Version(v), Some(c)) if c == (v.state(), v.counters()) => {}
+            (Expect::Version(_), _) => return Ok(Commit::Conflict),
+            _ => {}
+        }
+        check()?;
+        let state_rev = current.map_or(1, |(s, _)| s + 1);
+        users.insert(
+            user.clone(),
+            Entry {
+                state: state.as_bytes().to_vec(),
+                counters: state.counters(),
+                state_rev,
+                counters_rev: 0,
+            },
+        );
+        Ok(Commit::Committed)
+    }
+
+    fn remove(&self, user: &UserName) -> common::Result<bool> {
+        Ok(self.users.lock().unwrap().remove(user).is_some())
+    }
+
+    fn users(&self) -> common::Result<Vec<UserName>> {
+        Ok(self.users.lock().unwrap().keys().cloned().collect())
+    }
+}
+
+/// A key in hand that no rekey replaces.
+struct FixedKey(Arc<HostKey>);
+
+impl KeySource for FixedKey {
+    fn key(&self) -> &HostKey {
+        &self.0
+    }
+    fn replaced(&self) -> common::Result<Option<HostKey>> {
+        Ok(None)
+    }
+}
+
+/// [`Storage`] over one shared [`Memory`], honouring the configured paths as names: a
+/// `state_dir` or `key_file` other than the fixture's is missing, as on a real host.
+struct MemoryStorage {
+    backend: Arc<Memory>,
+    key: Arc<HostKey>,
     state: PathBuf,
-    key: PathBuf,
+    key_file: PathBuf,
+}
+
+struct Shared(Arc<Memory>);
+
+impl Backend for Shared {
+    fn is_enrolled(&self, user: &UserName) -> common::Result<bool> {
+        self.0.is_enrolled(user)
+    }
+    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
+        self.0.load(user)
+    }
+    fn commit(
+        &self,
+        user: &UserName,
+        version: Version,
+        counters: &Counters,
+        durable: bool,
+    ) -> common::Result<Commit> {
+        self.0.commit(user, version, counters, durable)
+    }
+    fn put_state(
+        &self,
+        user: &UserName,
+        expect: Expect,
+        state: &SealedState,
+        check: &dyn Fn() -> common::Result<()>,
+    ) -> common::Result<Commit> {
+        self.0.put_state(user, expect, state, check)
+    }
+    fn remove(&self, user: &UserName) -> common::Result<bool> {
+        self.0.remove(user)
+    }
+    fn users(&self) -> common::Result<Vec<UserName>> {
+        self.0.users()
+    }
+}
+
+fn missing(path: &Path) -> common::Error {
+    common::Error::Io {
+        path: path.to_owned(),
+        source: std::io::ErrorKind::NotFound.into(),
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn backend(&self, config: &Config) -> common::Result<Box<dyn Backend>> {
+        if config.state_dir != self.state {
+            return Err(missing(&config.state_dir));
+        }
+        Ok(Box::new(Shared(self.backend.clone())))
+    }
+    fn keys(&self, config: &Config) -> common::Result<Box<dyn KeySource>> {
+        if config.key_file != self.key_file {
+            return Err(missing(&config.key_file));
+        }
+        Ok(Box::new(FixedKey(self.key.clone())))
+    }
+}
+
+/// An in-memory store and key with one enrolled user.
+struct Fixture {
+    storage: MemoryStorage,
+    state: PathBuf,
     config: PathBuf,
     secret: TotpSecret,
     params: OtpParams,
@@ -132,17 +290,17 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let dir = safe_tempdir();
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).unwrap();
-        let key = dir.path().join("key");
-        HostKey::generate().unwrap().store(&key).unwrap();
+        let state = PathBuf::from("/fixture/state");
         let secret = TotpSecret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
         let f = Fixture {
-            config: dir.path().join("absent.conf"),
-            _dir: dir,
+            storage: MemoryStorage {
+                backend: Arc::new(Memory::default()),
+                key: Arc::new(HostKey::generate().unwrap()),
+                state: state.clone(),
+                key_file: PathBuf::from("/fixture/key"),
+            },
+            config: PathBuf::from("/nonexistent/pam_totp-unit.conf"),
             state,
-            key,
             secret,
             params: OtpParams::default(),
         };
@@ -150,27 +308,46 @@ impl Fixture {
         f
     }
 
-    fn store(&self) -> Store {
-        Store::open(&self.state, &self.key).unwrap()
+    fn keys(&self) -> FixedKey {
+        FixedKey(self.storage.key.clone())
     }
 
     fn enroll(&self, user: &str, recovery: usize) -> Vec<String> {
         let secret =
             TotpSecret::from_bytes(Zeroizing::new(self.secret.as_bytes().to_vec())).unwrap();
-        self.store()
-            .enroll(
-                &UserName::parse(user).unwrap(),
-                secret,
-                self.params,
-                None,
-                recovery,
-                true,
-                NOW - 3600,
-            )
+        let e = Enrollment {
+            user: UserName::parse(user).unwrap(),
+            secret,
+            params: self.params,
+            last_counter: None,
+            recovery: RecoveryCodes::Generate(recovery),
+            replace: true,
+            now: NOW - 3600,
+        };
+        common::login::enroll(&*self.storage.backend, &self.keys(), e)
             .unwrap()
             .iter()
             .map(|c| c.display().to_string())
             .collect()
+    }
+
+    fn status(&self, user: &str) -> common::Status {
+        common::login::status(
+            &*self.storage.backend,
+            &self.keys(),
+            &UserName::parse(user).unwrap(),
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    /// Replaces a user's stored state with `bytes`.
+    fn overwrite_state(&self, user: &str, bytes: &[u8]) {
+        let mut users = self.storage.backend.users.lock().unwrap();
+        users
+            .get_mut(&UserName::parse(user).unwrap())
+            .unwrap()
+            .state = bytes.to_vec();
     }
 
     fn code(&self, t: i64) -> Vec<u8> {
@@ -183,14 +360,14 @@ impl Fixture {
         let mut v = vec![
             format!("config={}", self.config.display()),
             format!("state_dir={}", self.state.display()),
-            format!("key_file={}", self.key.display()),
+            format!("key_file={}", self.storage.key_file.display()),
         ];
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     }
 
     fn run(&self, h: &mut Fake, extra: &[&str]) -> PamError {
-        authenticate_guarded(h, false, &self.args(extra))
+        authenticate_guarded(h, &self.storage, false, &self.args(extra))
     }
 }
 
@@ -305,11 +482,7 @@ fn hostile_inputs_are_wrong_codes() {
         let mut h = Fake::new("alice", answer(&input));
         assert_eq!(f.run(&mut h, &["max_failures=0"]), PamError::AUTH_ERR);
     }
-    let status = f
-        .store()
-        .status(&UserName::parse("alice").unwrap())
-        .unwrap()
-        .unwrap();
+    let status = f.status("alice");
     assert_eq!(status.counters.failures, n, "each one counted as a failure");
 }
 
@@ -417,9 +590,15 @@ fn silent_flag_keeps_quiet_but_decides_the_same() {
     let f = Fixture::new();
     let code = f.code(NOW);
     let mut h = Fake::new("alice", answer(&code));
-    assert_eq!(authenticate(&mut h, true, &f.args(&[])), PamError::SUCCESS);
+    assert_eq!(
+        authenticate(&mut h, &f.storage, true, &f.args(&[])),
+        PamError::SUCCESS
+    );
     let mut h = Fake::new("alice", answer(&code));
-    assert_eq!(authenticate(&mut h, true, &f.args(&[])), PamError::AUTH_ERR);
+    assert_eq!(
+        authenticate(&mut h, &f.storage, true, &f.args(&[])),
+        PamError::AUTH_ERR
+    );
     assert!(h.told.is_empty());
     assert_eq!(h.logged(Level::Warning).len(), 1);
 }
@@ -520,7 +699,7 @@ fn missing_key_or_state_is_authinfo_unavail_without_a_prompt() {
         "key_file=/nonexistent/key".to_owned(),
     ];
     assert_eq!(
-        authenticate(&mut h, false, &args),
+        authenticate(&mut h, &f.storage, false, &args),
         PamError::AUTHINFO_UNAVAIL
     );
     assert!(h.prompts.is_empty());
@@ -535,7 +714,7 @@ fn missing_key_or_state_is_authinfo_unavail_without_a_prompt() {
         }
         let mut h = Fake::new("alice", vec![]);
         assert_eq!(
-            authenticate(&mut h, false, &args),
+            authenticate(&mut h, &f.storage, false, &args),
             PamError::AUTHINFO_UNAVAIL
         );
     }
@@ -552,11 +731,7 @@ fn conversation_failures_are_conv_err() {
         let mut h = Fake::new("alice", vec![Reply::Fail(e)]);
         assert_eq!(f.run(&mut h, &[]), PamError::CONV_ERR);
     }
-    let status = f
-        .store()
-        .status(&UserName::parse("alice").unwrap())
-        .unwrap()
-        .unwrap();
+    let status = f.status("alice");
     assert_eq!(status.counters.failures, 0, "no answer is not an attempt");
 }
 
@@ -579,7 +754,7 @@ fn a_panic_is_system_err() {
 #[test]
 fn corrupt_state_is_authinfo_unavail() {
     let f = Fixture::new();
-    std::fs::write(f.state.join("alice"), b"not toml at all").unwrap();
+    f.overwrite_state("alice", b"not toml at all");
     let mut h = Fake::new("alice", answer(&f.code(NOW)));
     assert_eq!(f.run(&mut h, &[]), PamError::AUTHINFO_UNAVAIL);
 }

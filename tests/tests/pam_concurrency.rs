@@ -1,6 +1,8 @@
-//! Exactly-once acceptance through libpam: many pamtester processes, each loading
-//! pam_totp.so, present the same valid code for one user at the same moment. All of them
-//! are held at the prompt first, then answered together, so they race for the user's lock.
+//! Exactly-once acceptance through libpam, the contract of `common::Backend` seen from
+//! outside: "a time step commits at most once across all callers of one backend". Many
+//! pamtester processes, each loading pam_totp.so, present the same valid code for one user
+//! at the same moment. All of them are held at the prompt first, then answered together, so
+//! they race for the user's lock; exactly one is accepted.
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};

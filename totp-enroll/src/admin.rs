@@ -91,7 +91,7 @@ fn write_status(out: &mut impl Write, s: &Status, now: i64) -> Result<(), Failur
 fn enrolled_and_confirmed(
     ctx: &Ctx,
     user: Option<&UserName>,
-) -> Result<(UserName, common::Store), Failure> {
+) -> Result<(UserName, crate::Store), Failure> {
     let user = ctx.target(user)?;
     let store = ctx.store(false)?;
     if !ctx.root(|| store.is_enrolled(&user))? {
@@ -165,7 +165,7 @@ pub fn list(ctx: &Ctx, json: bool) -> Result<(), Failure> {
             Err(e) => {
                 broken += 1;
                 if json {
-                    rows.push(json!({ "user": name, "error": e.to_string() }));
+                    rows.push(json!({ "user": name.as_str(), "error": e.to_string() }));
                 } else {
                     rows.push(Value::String(format!("{name:<20} error: {e}")));
                 }
@@ -195,13 +195,14 @@ pub fn list(ctx: &Ctx, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// See `common::store::rekey`: both keys stay valid until every file opens with the new
+/// See `common::login::rekey`: both keys stay valid until every file opens with the new
 /// one, so no login fails at any moment, and a killed rekey is finished by running it again.
 pub fn rekey(ctx: &Ctx) -> Result<(), Failure> {
     let c = &ctx.config;
     // Signals would not break anything (each step is atomic) but finishing is tidier.
     block_keyboard_signals();
-    let results = ctx.root(|| common::store::rekey(&c.state_dir, &c.key_file))?;
+    let store = ctx.store(false)?;
+    let results = ctx.root(|| store.rekey())?;
     let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
     for (name, r) in &failed {
         if let Err(e) = r {

@@ -9,8 +9,10 @@ use std::io::Write;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use common::recovery::RecoveryCode;
-use common::totp::{self, TotpSecret};
-use common::{AuthRequest, Outcome, Store, UserName};
+use common::totp::TotpSecret;
+use common::{AuthRequest, Enrollment, Outcome, RecoveryCodes, TimeStep, UserName};
+
+use crate::Store;
 
 use crate::cli::{EnrollArgs, QrMode};
 use crate::failure::Failure;
@@ -93,17 +95,17 @@ pub fn run(ctx: &Ctx, args: &EnrollArgs) -> Result<(), Failure> {
     // keyboard signals no longer cut it short.
     block_keyboard_signals();
     let codes = ctx.root(|| {
-        store.enroll(
-            &user,
+        store.enroll(Enrollment {
+            user: user.clone(),
             secret,
             params,
-            Some(step),
-            ctx.config.recovery_codes,
+            last_counter: Some(step),
+            recovery: RecoveryCodes::Generate(ctx.config.recovery_codes),
             // A caller who is not root replaces only the enrollment whose code was just
             // confirmed: one made by someone else while this ran is refused, not overwritten.
-            args.replace && (enrolled || ctx.caller.is_root),
-            crate::now(),
-        )
+            replace: args.replace && (enrolled || ctx.caller.is_root),
+            now: crate::now(),
+        })
     })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "Code verified; the enrollment is saved.\n")?;
@@ -123,24 +125,29 @@ pub fn run(ctx: &Ctx, args: &EnrollArgs) -> Result<(), Failure> {
 }
 
 /// Asks for a code of the new secret until one verifies (at most [`TRIES`]); returns its
-/// time step. The right code is never shown.
+/// time step. The right code is never shown. What was typed is read by the login's rule
+/// (`common::recovery::normalize_typed`).
 fn confirm_new_secret(
     ctx: &Ctx,
     secret: &TotpSecret,
     params: &common::OtpParams,
-) -> Result<u64, Failure> {
+) -> Result<TimeStep, Failure> {
     let digits = params.digits();
     for left in (0..TRIES).rev() {
         let input = term::ask(&format!(
             "Enter the {digits}-digit code your app shows now (Ctrl-C to cancel): "
         ))?;
-        let code: zeroize::Zeroizing<String> =
-            zeroize::Zeroizing::new(input.chars().filter(|c| !c.is_whitespace()).collect());
-        let now = u64::try_from(crate::now()).unwrap_or(0);
-        let m = totp::verify(secret, params, &code, now, ctx.config.window, None);
-        if let Some(step) = m.fresh_step {
+        let m = common::login::verify_new_secret(
+            secret,
+            params,
+            &input,
+            crate::now(),
+            ctx.config.window,
+        );
+        if let Some(step) = m {
             return Ok(step);
         }
+        let code = common::recovery::normalize_typed(&input);
         let why = if code.len() != usize::from(digits) || !code.bytes().all(|b| b.is_ascii_digit())
         {
             format!("a code has {digits} digits")

@@ -43,9 +43,15 @@ impl From<common::Error> for Failure {
             | E::NotEnrolled(_)
             | E::AlreadyEnrolled(_)
             | E::InvalidInput(_) => Failure::Refused(e.to_string()),
-            E::Io { .. } | E::Unsafe { .. } | E::Corrupt { .. } | E::Lock { .. } | E::Config(_) => {
-                Failure::System(e.to_string())
-            }
+            // A rekey in the middle: nothing was written, and running again works.
+            E::KeyReplaced => Failure::Refused(e.to_string()),
+            E::Io { .. }
+            | E::Unsafe { .. }
+            | E::Corrupt { .. }
+            | E::Lock { .. }
+            | E::Config(_)
+            | E::RandomSource(_)
+            | E::Contention(_) => Failure::System(e.to_string()),
         }
     }
 }

@@ -13,7 +13,9 @@ use nix::fcntl::OFlag;
 use zeroize::Zeroizing;
 
 use common::recovery::RecoveryCode;
-use common::{Error, OtpParams, Store, TotpSecret, UserName};
+use common::{Enrollment, Error, OtpParams, RecoveryCodes, TimeStep, TotpSecret, UserName};
+
+use crate::Store;
 
 use crate::cli::ImportArgs;
 use crate::enroll::print_recovery_codes;
@@ -39,27 +41,27 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<(), Failure> {
         let now_secs = crate::now();
         let ga = parse_google_authenticator(&text, now_secs)
             .map_err(|e| Failure::refused(format!("{}: {e}", path.display())))?;
-        let codes: Vec<&str> = ga.scratch_codes.iter().map(|c| c.as_str()).collect();
-        ctx.root(|| {
-            store.enroll_with_recovery_codes(
-                &user,
-                ga.secret,
-                ga.params,
-                ga.last_counter,
-                &codes,
-                args.replace,
-                now_secs,
-            )
-        })
-        .map_err(already_enrolled_hint)?;
+        let kept = ga.scratch_codes.len();
+        let params = ga.params;
+        let e = Enrollment {
+            user: user.clone(),
+            secret: ga.secret,
+            params,
+            last_counter: ga.last_counter.map(TimeStep),
+            recovery: RecoveryCodes::Keep(ga.scratch_codes),
+            replace: args.replace,
+            now: now_secs,
+        };
+        ctx.root(|| store.enroll(e))
+            .map_err(already_enrolled_hint)?;
         say!(
             "Imported {user} from {} (TOTP, {}, {} digits, {} s); {} scratch code(s) kept as \
              recovery codes.",
             path.display(),
-            ga.params.algorithm(),
-            ga.params.digits(),
-            ga.params.period(),
-            codes.len()
+            params.algorithm(),
+            params.digits(),
+            params.period(),
+            kept
         );
         for note in ga.notes {
             warn!("totp-enroll: note: {note}");
@@ -97,8 +99,16 @@ fn enroll(
     replace: bool,
 ) -> Result<Vec<RecoveryCode>, Failure> {
     let count = ctx.config.recovery_codes;
-    ctx.root(|| store.enroll(user, secret, params, None, count, replace, crate::now()))
-        .map_err(already_enrolled_hint)
+    let e = Enrollment {
+        user: user.clone(),
+        secret,
+        params,
+        last_counter: None,
+        recovery: RecoveryCodes::Generate(count),
+        replace,
+        now: crate::now(),
+    };
+    ctx.root(|| store.enroll(e)).map_err(already_enrolled_hint)
 }
 
 fn already_enrolled_hint(f: Failure) -> Failure {
@@ -402,18 +412,17 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
             .map_err(Failure::from)
             .and_then(|name| {
                 crate::require_account(&name)?;
-                ctx.root(|| {
-                    store.enroll_with_recovery_codes(
-                        &name,
-                        u.secret,
-                        u.params,
-                        None,
-                        &[],
-                        args.replace,
-                        crate::now(),
-                    )
-                })
-                .map_err(already_enrolled_hint)
+                let e = Enrollment {
+                    user: name,
+                    secret: u.secret,
+                    params: u.params,
+                    last_counter: None,
+                    recovery: RecoveryCodes::Keep(Vec::new()),
+                    replace: args.replace,
+                    now: crate::now(),
+                };
+                ctx.root(|| store.enroll(e).map(|_| ()))
+                    .map_err(already_enrolled_hint)
             });
         match result {
             Ok(()) => {

@@ -36,7 +36,7 @@ mod term;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{Config, HostKey, Store, UserName};
+use common::{Config, FileKey, FilesBackend, UserName};
 
 use cli::{Cli, Command};
 use failure::Failure;
@@ -167,9 +167,10 @@ impl Ctx {
     pub fn store(&self, create: bool) -> Result<Store, Failure> {
         let c = &self.config;
         if create && self.caller.is_root {
-            let (key, created) = self.root(|| {
-                common::fsutil::CheckedDir::create(&c.state_dir)?;
-                HostKey::load_or_create(&c.key_file)
+            let (store, created) = self.root(|| {
+                let backend = FilesBackend::create(&c.state_dir)?;
+                let (keys, created) = FileKey::load_or_create(&c.key_file)?;
+                Ok((Store { backend, keys }, created))
             })?;
             if created {
                 warn!(
@@ -177,7 +178,7 @@ impl Ctx {
                     c.key_file.display()
                 );
             }
-            return Ok(Store::new(&c.state_dir, key).with_key_file(&c.key_file));
+            return Ok(store);
         }
         let missing = |what: &str, path: &std::path::Path| {
             Failure::System(format!(
@@ -186,20 +187,18 @@ impl Ctx {
                 path.display()
             ))
         };
-        let opened = self.privs.as_root(|| -> common::Result<Option<Store>> {
-            if common::fsutil::CheckedDir::open(&c.state_dir)?.is_none() {
-                return Ok(None);
-            }
-            Store::open(&c.state_dir, &c.key_file).map(Some)
-        })?;
-        match opened {
-            Ok(Some(store)) => Ok(store),
-            Ok(None) => Err(missing("state directory", &c.state_dir)),
-            Err(common::Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Err(missing("host key", &c.key_file))
-            }
+        let not_found = |e: &common::Error| {
+            matches!(e, common::Error::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound)
+        };
+        let backend = match self.privs.as_root(|| FilesBackend::open(&c.state_dir))? {
+            Ok(b) => b,
+            Err(e) if not_found(&e) => return Err(missing("state directory", &c.state_dir)),
+            Err(e) => return Err(e.into()),
+        };
+        match self.privs.as_root(|| FileKey::load(&c.key_file))? {
+            Ok(keys) => Ok(Store { backend, keys }),
+            Err(e) if not_found(&e) => Err(missing("host key", &c.key_file)),
             Err(e) => Err(e.into()),
         }
     }
@@ -222,6 +221,55 @@ impl Ctx {
         } else {
             host
         }
+    }
+}
+
+/// The state store and key of the configuration, opened once per command. Every operation
+/// is one of `common::login`'s over the files backend; nothing here touches a file.
+pub struct Store {
+    backend: FilesBackend,
+    keys: FileKey,
+}
+
+impl Store {
+    pub fn is_enrolled(&self, user: &UserName) -> common::Result<bool> {
+        common::Backend::is_enrolled(&self.backend, user)
+    }
+    pub fn authenticate(
+        &self,
+        user: &UserName,
+        input: &str,
+        req: &common::AuthRequest,
+    ) -> common::Result<common::Outcome> {
+        common::login::authenticate(&self.backend, &self.keys, user, input, req)
+    }
+    pub fn enroll(
+        &self,
+        e: common::Enrollment,
+    ) -> common::Result<Vec<common::recovery::RecoveryCode>> {
+        common::login::enroll(&self.backend, &self.keys, e)
+    }
+    pub fn status(&self, user: &UserName) -> common::Result<Option<common::Status>> {
+        common::login::status(&self.backend, &self.keys, user)
+    }
+    pub fn remove(&self, user: &UserName) -> common::Result<bool> {
+        common::Backend::remove(&self.backend, user)
+    }
+    pub fn regenerate_recovery_codes(
+        &self,
+        user: &UserName,
+        count: usize,
+    ) -> common::Result<Vec<common::recovery::RecoveryCode>> {
+        common::login::regenerate_recovery_codes(&self.backend, &self.keys, user, count)
+    }
+    pub fn unlock(&self, user: &UserName) -> common::Result<()> {
+        common::login::unlock(&self.backend, &self.keys, user)
+    }
+    pub fn list(&self) -> common::Result<Vec<common::PerUser<common::Status>>> {
+        common::login::list(&self.backend, &self.keys)
+    }
+    pub fn rekey(&self) -> common::Result<Vec<common::PerUser<()>>> {
+        common::login::rekey(&self.backend, &self.keys)
     }
 }
 

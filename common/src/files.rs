@@ -1,0 +1,364 @@
+//! The files backend: one root-owned state directory (SPEC.md's layout), and the host key
+//! file. Per user `alice`:
+//! - `alice`: the state file (TOML, secret sealed), replaced atomically by rename;
+//! - `.alice.counters`: the counters (two slots, see [`crate::counters`]), updated in
+//!   place; its flock is the user's lock.
+//!
+//! User names never start with `.`, so companion and temporary files cannot collide with a
+//! user's state file.
+//!
+//! A login opens the directory once (when the backend is made), the state file once, the
+//! counters file once, and reads each once. The lock is taken in `load` and held in the
+//! version's lease until `commit`, which still compares the version with what it holds.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded, Version};
+use crate::counters::{self, Counters, Slots};
+use crate::crypto::HostKey;
+use crate::error::{Error, Result};
+use crate::fsutil::{self, CheckedDir, ModePolicy};
+use crate::lock::{self, UserLock};
+use crate::state::{SealedState, MAX_STATE_FILE_LEN};
+use crate::user::UserName;
+
+const STATE_POLICY: ModePolicy = ModePolicy::NotGroupOrWorldWritable;
+
+fn counters_name(user: &UserName) -> String {
+    format!(".{user}.counters")
+}
+
+/// A state directory, opened and checked once.
+pub struct FilesBackend {
+    dir: CheckedDir,
+}
+
+/// What `load` holds until `commit`: the user's lock and what it read under it.
+struct Lease {
+    lock: UserLock,
+    slots: Slots,
+    generation: u64,
+}
+
+impl FilesBackend {
+    /// Opens the state directory (root-owned, not group or world writable). A missing one is
+    /// [`Error::Io`] with `NotFound`.
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        let dir = CheckedDir::open(state_dir)?
+            .ok_or_else(|| Error::io(state_dir, std::io::ErrorKind::NotFound.into()))?;
+        Ok(FilesBackend { dir })
+    }
+
+    /// Creates the state directory (0700) if missing, then opens it.
+    pub fn create(state_dir: &Path) -> Result<Self> {
+        Ok(FilesBackend {
+            dir: CheckedDir::create(state_dir)?,
+        })
+    }
+
+    /// Locks `user` and reads the counters slots; with `tolerate_bad_counters` (a rewrite
+    /// supersedes them anyway) unreadable slots count as none.
+    fn lock(&self, user: &UserName, tolerate_bad_counters: bool) -> Result<(UserLock, Slots)> {
+        let name = counters_name(user);
+        let lock = lock::lock(&self.dir, &name)?;
+        let slots = match counters::read(&lock, &self.dir.join(&name), user) {
+            Ok(s) => s,
+            Err(_) if tolerate_bad_counters => Slots::default(),
+            Err(e) => return Err(e),
+        };
+        Ok((lock, slots))
+    }
+
+    /// The state file, opened (or `None`), re-opened if `opened` is no longer the file of
+    /// that name (replaced while we waited for the lock).
+    fn reopen_if_replaced(&self, user: &UserName, opened: File) -> Result<Option<File>> {
+        let meta = opened
+            .metadata()
+            .map_err(|e| Error::io(self.dir.join(user.as_str()), e))?;
+        match self.dir.identity(user.as_str())? {
+            Some(id) if id == (meta.dev(), meta.ino()) => Ok(Some(opened)),
+            _ => self.dir.open_file(user.as_str(), false, STATE_POLICY),
+        }
+    }
+
+    fn read_state(&self, user: &UserName, file: &File) -> Result<SealedState> {
+        let path = self.dir.join(user.as_str());
+        let bytes = fsutil::read_opened(file, &path, MAX_STATE_FILE_LEN)?;
+        SealedState::parse(&bytes, user, &path)
+    }
+
+    fn loaded(&self, user: &UserName, state: SealedState, lock: UserLock, slots: Slots) -> Loaded {
+        let generation = state.generation();
+        let (counters, seq) = match slots.current(generation) {
+            Some(rec) => (rec.counters.clone(), rec.seq),
+            None => (state.counters(), 0),
+        };
+        let _ = user;
+        Loaded {
+            state,
+            counters,
+            version: Version::new(generation, seq).with_lease(Box::new(Lease {
+                lock,
+                slots,
+                generation,
+            })),
+        }
+    }
+}
+
+/// The newest record's sequence for `generation`, 0 for none: the counters half of a
+/// version.
+fn seq_of(slots: &Slots, generation: u64) -> u64 {
+    slots.current(generation).map_or(0, |r| r.seq)
+}
+
+impl Backend for FilesBackend {
+    fn is_enrolled(&self, user: &UserName) -> Result<bool> {
+        Ok(self
+            .dir
+            .open_file(user.as_str(), false, STATE_POLICY)?
+            .is_some())
+    }
+
+    fn load(&self, user: &UserName) -> Result<Option<Loaded>> {
+        // Open before locking, so that unknown users never get a counters file.
+        let Some(opened) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+            return Ok(None);
+        };
+        let (lock, slots) = self.lock(user, false)?;
+        let Some(file) = self.reopen_if_replaced(user, opened)? else {
+            return Ok(None);
+        };
+        let state = self.read_state(user, &file)?;
+        Ok(Some(self.loaded(user, state, lock, slots)))
+    }
+
+    fn commit(
+        &self,
+        user: &UserName,
+        mut version: Version,
+        counters: &Counters,
+        durable: bool,
+    ) -> Result<Commit> {
+        let name = counters_name(user);
+        let path = self.dir.join(&name);
+        let held = version
+            .take_lease()
+            .and_then(|l| l.downcast::<Lease>().ok());
+        let mut lease = match held {
+            Some(l) => *l,
+            // A version without our lease (not made by this backend's load): lock and
+            // compare with what the files say now.
+            None => {
+                let (lock, slots) = self.lock(user, false)?;
+                let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+                    return Ok(Commit::Conflict);
+                };
+                let state = self.read_state(user, &file)?;
+                Lease {
+                    lock,
+                    slots,
+                    generation: state.generation(),
+                }
+            }
+        };
+        // Under the lock nothing can have changed, but the version is checked anyway.
+        if lease.generation != version.state()
+            || seq_of(&lease.slots, lease.generation) != version.counters()
+        {
+            return Ok(Commit::Conflict);
+        }
+        let file: &File = &lease.lock;
+        counters::write(
+            file,
+            &path,
+            user,
+            &mut lease.slots,
+            Some(lease.generation),
+            lease.generation,
+            counters,
+            durable,
+        )?;
+        Ok(Commit::Committed)
+    }
+
+    fn put_state(
+        &self,
+        user: &UserName,
+        expect: Expect,
+        state: &SealedState,
+        check: &dyn Fn() -> Result<()>,
+    ) -> Result<Commit> {
+        let name = counters_name(user);
+        let (mut lock, mut slots, expected) = match expect {
+            Expect::Version(mut v) => match v.take_lease().and_then(|l| l.downcast::<Lease>().ok())
+            {
+                Some(l) => (l.lock, l.slots, Some(v)),
+                None => {
+                    let (l, s) = self.lock(user, false)?;
+                    (l, s, Some(v))
+                }
+            },
+            Expect::Absent => {
+                let (l, s) = self.lock(user, true)?;
+                if self.is_enrolled(user)? {
+                    return Err(Error::AlreadyEnrolled(user.clone()));
+                }
+                (l, s, None)
+            }
+            Expect::Anything => {
+                let (l, s) = self.lock(user, true)?;
+                (l, s, None)
+            }
+        };
+        // The generation of the state file in place: its newest counters record is never
+        // overwritten, so an unfinished rewrite cannot leave it without one.
+        let mut in_force = None;
+        if let Some(v) = expected {
+            let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+                return Ok(Commit::Conflict);
+            };
+            let current = self.read_state(user, &file)?.generation();
+            if current != v.state() || seq_of(&slots, current) != v.counters() {
+                return Ok(Commit::Conflict);
+            }
+            in_force = Some(current);
+        } else if let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? {
+            // --replace of a file that may not parse: keep its record if it does.
+            in_force = self.read_state(user, &file).ok().map(|s| s.generation());
+        }
+        check()?;
+        // Counters first, under the new generation: until the state file names that
+        // generation they are ignored, and afterwards the file already has its full length
+        // and a valid record, so the first login is a plain overwrite of the other slot.
+        let file: &File = &lock;
+        counters::write(
+            file,
+            &self.dir.join(&name),
+            user,
+            &mut slots,
+            in_force,
+            state.generation(),
+            &state.counters(),
+            true,
+        )?;
+        self.dir.write_atomic(user.as_str(), state.as_bytes())?;
+        let _ = &mut lock;
+        Ok(Commit::Committed)
+    }
+
+    fn remove(&self, user: &UserName) -> Result<bool> {
+        let name = counters_name(user);
+        let _l = lock::lock(&self.dir, &name)?;
+        let existed = self.is_enrolled(user)?;
+        self.dir.remove(user.as_str())?;
+        self.dir.remove(&name)?;
+        Ok(existed)
+    }
+
+    fn users(&self) -> Result<Vec<UserName>> {
+        Ok(self
+            .dir
+            .entries()?
+            .into_iter()
+            .filter_map(|n| UserName::parse(&n).ok())
+            .collect())
+    }
+}
+
+/// The host key file (32 bytes, root, 0600), read when the source is made.
+pub struct FileKey {
+    /// `None`: a key in hand, bound to no file (never reported replaced, cannot rotate).
+    path: Option<PathBuf>,
+    key: HostKey,
+}
+
+impl FileKey {
+    /// Reads the key file. A missing one is [`Error::Io`] with `NotFound`.
+    pub fn load(path: &Path) -> Result<Self> {
+        Ok(FileKey {
+            path: Some(path.to_owned()),
+            key: HostKey::load(path)?,
+        })
+    }
+
+    /// Reads the key file, creating a new key there if there is none. Returns whether it
+    /// was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool)> {
+        let (key, created) = HostKey::load_or_create(path)?;
+        Ok((
+            FileKey {
+                path: Some(path.to_owned()),
+                key,
+            },
+            created,
+        ))
+    }
+
+    /// A key in hand, tied to no file.
+    pub(crate) fn unbound(key: HostKey) -> Self {
+        FileKey { path: None, key }
+    }
+
+    /// Ties the key to the file it came from.
+    pub(crate) fn bind(self, path: &Path) -> Self {
+        FileKey {
+            path: Some(path.to_owned()),
+            key: self.key,
+        }
+    }
+
+    fn path(&self) -> Result<&Path> {
+        self.path
+            .as_deref()
+            .ok_or_else(|| Error::Config("the host key is bound to no key file".into()))
+    }
+
+    fn next_path(&self) -> Result<PathBuf> {
+        Ok(PathBuf::from(format!("{}.new", self.path()?.display())))
+    }
+}
+
+impl KeySource for FileKey {
+    fn key(&self) -> &HostKey {
+        &self.key
+    }
+
+    fn replaced(&self) -> Result<Option<HostKey>> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let now = HostKey::load(path)?;
+        Ok((now.key_id() != self.key.key_id()).then_some(now))
+    }
+}
+
+impl KeyRotation for FileKey {
+    /// `<key_file>.new`, written beside the key (or a leftover of an interrupted rekey).
+    fn next(&self) -> Result<HostKey> {
+        let path = self.next_path()?;
+        match HostKey::load(&path) {
+            Ok(k) => Ok(k),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let k = HostKey::generate()?;
+                k.store(&path)?;
+                Ok(k)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Renames `<key_file>.new` over the key file and syncs the directory.
+    fn promote(&self) -> Result<()> {
+        let path = self.path()?;
+        let parent = path
+            .parent()
+            .ok_or_else(|| Error::Config("key file has no parent directory".into()))?;
+        std::fs::rename(self.next_path()?, path).map_err(|e| Error::io(path, e))?;
+        CheckedDir::open(parent)?
+            .ok_or_else(|| Error::io(parent, std::io::ErrorKind::NotFound.into()))?
+            .sync()
+    }
+}

@@ -1,0 +1,328 @@
+//! The login policy: one pure function from what is known about an attempt to the new
+//! counters and the [`Outcome`]. Every rule about lockout, replay, recovery codes and
+//! counting lives here, once; [`crate::login`] feeds it values loaded from a backend and
+//! writes back what it returns. Nothing here does I/O, reads a clock or looks at a secret.
+
+use crate::counters::{self, Counters};
+use crate::recovery;
+use crate::totp::TimeStep;
+
+/// Policy and context of one login attempt.
+#[derive(Clone, Debug)]
+pub struct AuthRequest<'a> {
+    /// Unix time in seconds.
+    pub now: i64,
+    /// Steps accepted either side of now.
+    pub window: u32,
+    /// Consecutive failures that lock the user; 0 never locks.
+    pub max_failures: u32,
+    pub lockout_secs: u64,
+    /// Remote host, for the notice shown after rejected attempts.
+    pub rhost: Option<&'a str>,
+}
+
+impl<'a> AuthRequest<'a> {
+    pub fn from_config(config: &crate::Config, now: i64, rhost: Option<&'a str>) -> Self {
+        AuthRequest {
+            now,
+            window: config.window,
+            max_failures: config.max_failures,
+            lockout_secs: config.lockout_secs,
+            rhost,
+        }
+    }
+}
+
+/// What the typed code matched, as [`crate::login`] found out with the secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matched {
+    /// A TOTP code of this step, after `last_counter` (the latest such step in the window).
+    Fresh(TimeStep),
+    /// A TOTP code of a step at or before `last_counter`, and no fresh one.
+    Replayed,
+    /// The unspent recovery code with this index.
+    Recovery(usize),
+    /// Nothing: a wrong or malformed code.
+    Nothing,
+}
+
+/// What happened to rejected attempts before this success.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PriorRejections {
+    pub count: u32,
+    pub last_rhost: Option<String>,
+    pub last_at: Option<i64>,
+}
+
+/// The result of a login attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A valid TOTP code for an unused time step; `step` is now `last_counter`, durably.
+    Accepted {
+        step: TimeStep,
+        prior: PriorRejections,
+    },
+    /// A valid, unspent recovery code; it is now spent, durably.
+    RecoveryAccepted {
+        remaining: usize,
+        prior: PriorRejections,
+    },
+    /// Wrong or malformed code. `locked_until` is set if this failure locked the user.
+    Rejected {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
+    /// A correct code of a time step at or before `last_counter`: counted as a failure.
+    Replayed {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
+    /// Locked before this attempt; what the code matched is ignored and nothing is counted.
+    Locked { until: i64 },
+    /// The user has no enrollment.
+    NotEnrolled,
+}
+
+/// What [`decide`] wants done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The counters to commit; `None`: nothing changes (the user was locked).
+    pub counters: Option<Counters>,
+    /// The commit must be on stable storage before the outcome is acted on: a success
+    /// (which spends a step or a recovery code) must never be replayable after a crash.
+    /// Failures need no sync: losing one only forgets a failure.
+    pub durable: bool,
+    pub outcome: Outcome,
+}
+
+/// The policy. `counters` are the user's current ones, `recovery_codes` how many recovery
+/// codes the enrollment lists (spent or not, as `counters.recovery_used` indexes them).
+pub fn decide(
+    counters: &Counters,
+    recovery_codes: usize,
+    matched: Matched,
+    req: &AuthRequest,
+) -> Decision {
+    let now = req.now;
+    let mut c = counters.clone();
+    if let Some(until) = c.locked_until {
+        if until > now {
+            return Decision {
+                counters: None,
+                durable: false,
+                outcome: Outcome::Locked { until },
+            };
+        }
+        // The lock ran out: a fresh set of attempts.
+        c.locked_until = None;
+        c.failures = 0;
+    }
+    let success = |c: &mut Counters| {
+        let prior = PriorRejections {
+            count: c.rejected_since_success,
+            last_rhost: c.last_rejected_rhost.take(),
+            last_at: c.last_rejected_at.take(),
+        };
+        c.failures = 0;
+        c.locked_until = None;
+        c.rejected_since_success = 0;
+        c.last_used = Some(now);
+        prior
+    };
+    let outcome = match matched {
+        // A fresh step must really be after last_counter: the matcher's word is checked.
+        Matched::Fresh(step) if c.last_counter.is_none_or(|last| step.0 > last) => {
+            let prior = success(&mut c);
+            c.last_counter = Some(step.0);
+            Outcome::Accepted { step, prior }
+        }
+        Matched::Recovery(i) if recovery::is_unspent(recovery_codes, c.recovery_used, i) => {
+            let prior = success(&mut c);
+            c.recovery_used = recovery::spend(c.recovery_used, i);
+            Outcome::RecoveryAccepted {
+                remaining: recovery::unspent(recovery_codes, c.recovery_used),
+                prior,
+            }
+        }
+        m => {
+            c.failures = c.failures.saturating_add(1);
+            c.rejected_since_success = c.rejected_since_success.saturating_add(1);
+            c.last_rejected_rhost = req.rhost.map(counters::clean_rhost);
+            c.last_rejected_at = Some(now);
+            let locked_until = (req.max_failures > 0 && c.failures >= req.max_failures)
+                .then(|| now.saturating_add(i64::try_from(req.lockout_secs).unwrap_or(i64::MAX)));
+            c.locked_until = locked_until;
+            let failures = c.failures;
+            if matches!(m, Matched::Replayed | Matched::Fresh(_)) {
+                Outcome::Replayed {
+                    failures,
+                    locked_until,
+                }
+            } else {
+                Outcome::Rejected {
+                    failures,
+                    locked_until,
+                }
+            }
+        }
+    };
+    let durable = matches!(
+        outcome,
+        Outcome::Accepted { .. } | Outcome::RecoveryAccepted { .. }
+    );
+    Decision {
+        counters: Some(c),
+        durable,
+        outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn req(max_failures: u32) -> AuthRequest<'static> {
+        AuthRequest {
+            now: NOW,
+            window: 1,
+            max_failures,
+            lockout_secs: 60,
+            rhost: Some("192.0.2.1\n"),
+        }
+    }
+
+    #[test]
+    fn fresh_step_is_accepted_durably_and_becomes_last_counter() {
+        let before = Counters {
+            failures: 2,
+            rejected_since_success: 4,
+            last_rejected_rhost: Some("h".into()),
+            last_rejected_at: Some(NOW - 5),
+            last_counter: Some(10),
+            ..Default::default()
+        };
+        let d = decide(&before, 0, Matched::Fresh(TimeStep(11)), &req(5));
+        assert!(d.durable);
+        assert_eq!(
+            d.outcome,
+            Outcome::Accepted {
+                step: TimeStep(11),
+                prior: PriorRejections {
+                    count: 4,
+                    last_rhost: Some("h".into()),
+                    last_at: Some(NOW - 5)
+                }
+            }
+        );
+        let c = d.counters.unwrap();
+        assert_eq!(c.last_counter, Some(11));
+        assert_eq!((c.failures, c.rejected_since_success), (0, 0));
+        assert_eq!(c.last_used, Some(NOW));
+        assert_eq!(c.last_rejected_rhost, None);
+    }
+
+    #[test]
+    fn a_step_at_or_before_last_counter_is_a_replay_even_if_called_fresh() {
+        let before = Counters {
+            last_counter: Some(11),
+            ..Default::default()
+        };
+        for m in [Matched::Replayed, Matched::Fresh(TimeStep(11))] {
+            let d = decide(&before, 0, m, &req(5));
+            assert!(!d.durable);
+            assert_eq!(
+                d.outcome,
+                Outcome::Replayed {
+                    failures: 1,
+                    locked_until: None
+                }
+            );
+            let c = d.counters.unwrap();
+            assert_eq!(c.last_counter, Some(11));
+            assert_eq!(c.last_rejected_rhost.as_deref(), Some("192.0.2.1?"));
+        }
+    }
+
+    #[test]
+    fn failures_lock_at_max_failures_and_locked_attempts_change_nothing() {
+        let mut c = Counters::default();
+        for i in 1..=3u32 {
+            let d = decide(&c, 0, Matched::Nothing, &req(3));
+            let want_lock = (i == 3).then_some(NOW + 60);
+            assert_eq!(
+                d.outcome,
+                Outcome::Rejected {
+                    failures: i,
+                    locked_until: want_lock
+                }
+            );
+            c = d.counters.unwrap();
+        }
+        // Locked: even a right code is not accepted, and nothing is written.
+        let d = decide(&c, 0, Matched::Fresh(TimeStep(99)), &req(3));
+        assert_eq!(d.outcome, Outcome::Locked { until: NOW + 60 });
+        assert_eq!(d.counters, None);
+        // Once the lock ran out, a fresh set of attempts.
+        let later = AuthRequest {
+            now: NOW + 60,
+            ..req(3)
+        };
+        let d = decide(&c, 0, Matched::Nothing, &later);
+        assert_eq!(
+            d.outcome,
+            Outcome::Rejected {
+                failures: 1,
+                locked_until: None
+            }
+        );
+        let d = decide(&c, 0, Matched::Fresh(TimeStep(99)), &later);
+        assert!(matches!(d.outcome, Outcome::Accepted { prior, .. } if prior.count == 3));
+    }
+
+    #[test]
+    fn max_failures_zero_never_locks() {
+        let c = Counters {
+            failures: u32::MAX - 1,
+            ..Default::default()
+        };
+        let d = decide(&c, 0, Matched::Nothing, &req(0));
+        assert_eq!(
+            d.outcome,
+            Outcome::Rejected {
+                failures: u32::MAX,
+                locked_until: None
+            }
+        );
+        let d = decide(&d.counters.unwrap(), 0, Matched::Nothing, &req(0));
+        assert!(matches!(
+            d.outcome,
+            Outcome::Rejected {
+                failures: u32::MAX,
+                locked_until: None
+            }
+        ));
+    }
+
+    #[test]
+    fn recovery_codes_are_spent_once() {
+        let c = Counters::default();
+        let d = decide(&c, 3, Matched::Recovery(1), &req(5));
+        assert!(d.durable);
+        assert!(matches!(
+            d.outcome,
+            Outcome::RecoveryAccepted { remaining: 2, .. }
+        ));
+        let c = d.counters.unwrap();
+        assert_eq!(c.recovery_used, 0b010);
+        // The same index again (a matcher that ignored the bitmap) is a wrong code.
+        let d = decide(&c, 3, Matched::Recovery(1), &req(5));
+        assert!(matches!(d.outcome, Outcome::Rejected { failures: 1, .. }));
+        // An index past the list is a wrong code too.
+        let d = decide(&c, 3, Matched::Recovery(3), &req(5));
+        assert!(matches!(d.outcome, Outcome::Rejected { .. }));
+        let d = decide(&c, 3, Matched::Recovery(64), &req(5));
+        assert!(matches!(d.outcome, Outcome::Rejected { .. }));
+    }
+}
