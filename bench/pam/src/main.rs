@@ -40,12 +40,18 @@ fn main() {
         "{} not found: build it with cargo build --release -p pam_totp",
         module.display()
     );
+    // libpam takes a relative module path as relative to its own module directory.
+    let module = module.canonicalize().unwrap();
     let n: usize = args
         .get(2)
         .filter(|a| !a.starts_with("--"))
         .map_or(1000, |s| s.parse().expect("iterations"));
     let host_log = args.iter().any(|a| a == "--host-log");
-    assert_eq!(effective_uid(), 0, "run as root: state files must be root's");
+    assert_eq!(
+        effective_uid(),
+        0,
+        "run as root: state files must be root's"
+    );
 
     // Both modules log every login. Without a listener on /dev/log, glibc's syslog() fails,
     // and google-authenticator (openlog with LOG_CONS) then writes each line to
@@ -81,11 +87,16 @@ fn main() {
     // lockout off for the measurement, as google-authenticator runs without RATE_LIMIT.
     svc(
         "ours",
-        format!("auth required {m} {} nullok max_failures=0\n", fx.base_args()),
+        format!(
+            "auth required {m} {} nullok max_failures=0\n",
+            fx.base_args()
+        ),
     );
     // As its README says: no options, state in ~/.google_authenticator.
     svc("google", format!("auth required {GOOGLE_AUTH}\n"));
     svc("permit", "auth required pam_permit.so\n".to_owned());
+    // As in any /etc/pam.d; without it libpam logs a line on every pam_start.
+    svc("other", "auth required pam_deny.so\n".to_owned());
     let have_ga = Path::new(GOOGLE_AUTH).exists();
 
     let b = Bench {
@@ -405,7 +416,10 @@ impl Bench<'_> {
             let status = child.wait().unwrap();
             let us = started.elapsed().as_secs_f64() * 1e6;
             if status.code() != Some(want) {
-                eprintln!("warning: fresh-process {service}: {status:?}, want {}", code_name(want));
+                eprintln!(
+                    "warning: fresh-process {service}: {status:?}, want {}",
+                    code_name(want)
+                );
             }
             us
         };
@@ -551,11 +565,13 @@ impl LogSink {
             let mut buf = vec![0u8; 8192];
             while let Ok(len) = sock.recv(&mut buf) {
                 let line = &buf[..len];
-                let ga = line
-                    .windows(b"pam_google_authenticator".len())
-                    .any(|w| w == b"pam_google_authenticator");
-                let count = if ga { &t } else { &o };
-                count.fetch_add(1, Ordering::Relaxed);
+                let has = |s: &[u8]| line.windows(s.len()).any(|w| w == s);
+                // pam_syslog names the module by its file name, libpam_totp.so.
+                if has(b"(pam_google_authenticator)") {
+                    t.fetch_add(1, Ordering::Relaxed);
+                } else if has(b"pam_totp(") {
+                    o.fetch_add(1, Ordering::Relaxed);
+                }
             }
         });
         LogSink {
