@@ -26,8 +26,10 @@
 //! Every call has one deadline, `timeout_ms` from its start. Each endpoint has its own
 //! connection; a call goes first to the endpoint that last answered, and when that one has not
 //! answered within a hedge delay (`timeout_ms / 8`, between 50 and 500 ms) or failed, the same
-//! request also goes to the next endpoint, and so on. The first answer wins. A stopped member
-//! therefore costs one hedge delay, not the call.
+//! request also goes to the next endpoint, and so on, round after round (at most 3 requests per
+//! endpoint). The first answer wins. A stopped member therefore costs one hedge delay, not the
+//! call, and a request lost with a killed leader is sent again once a new one is elected. Sending
+//! a request twice is safe: every write is a compare-and-swap, so at most one copy applies.
 //!
 //! A commit whose outcome is unknown (deadline passed, or every endpoint failed after sending)
 //! is decided by reading again, for at most [`recheck_margin`] past the deadline: our nonce in
@@ -417,19 +419,22 @@ impl Store {
         let n = self.inner.members.len();
         let first = self.inner.preferred.load(Ordering::Relaxed) % n;
         let delay = hedge_delay(self.inner.timeout_ms);
+        // Past the first round, members are asked again: a request lost at a leader that died
+        // is answered once a new leader is elected, well within one deadline.
+        let max_attempts = 3 * n;
         let mut pending = FuturesUnordered::new();
-        let mut next = 0usize;
+        let mut launched = 0usize;
         let mut last = String::from("none");
         let launch = |i: usize| {
             let idx = (first + i) % n;
             let fut = call(self.inner.members[idx].client.clone());
             async move { (idx, fut.await) }
         };
-        pending.push(launch(next));
-        next += 1;
+        pending.push(launch(launched));
+        launched += 1;
         let deadline = tokio::time::Instant::from_std(deadline);
+        let mut next_hedge = tokio::time::Instant::now() + delay;
         loop {
-            let hedge = tokio::time::sleep(delay);
             tokio::select! {
                 biased;
                 done = pending.next(), if !pending.is_empty() => {
@@ -442,18 +447,20 @@ impl Store {
                         Attempt::Refused(e) => return Err(e),
                         Attempt::Failed(msg) => {
                             last = format!("{}: {msg}", self.inner.members[idx].url);
-                            if next < n {
-                                pending.push(launch(next));
-                                next += 1;
-                            } else if pending.is_empty() {
+                            if launched < n {
+                                pending.push(launch(launched));
+                                launched += 1;
+                                next_hedge = tokio::time::Instant::now() + delay;
+                            } else if pending.is_empty() && launched >= max_attempts {
                                 return Err(Error::Unavailable { op, last });
                             }
                         }
                     }
                 }
-                _ = hedge, if next < n => {
-                    pending.push(launch(next));
-                    next += 1;
+                _ = tokio::time::sleep_until(next_hedge), if launched < max_attempts => {
+                    pending.push(launch(launched));
+                    launched += 1;
+                    next_hedge = tokio::time::Instant::now() + delay;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(Error::Timeout { op, timeout_ms: self.inner.timeout_ms, last });
