@@ -25,9 +25,8 @@
 //!
 //! Every call has one deadline, `timeout_ms` from its start. Each endpoint has its own
 //! connection; a call goes first to the endpoint that last answered, and when that one has not
-//! answered within a hedge delay (`timeout_ms / 8`, between 50 and 500 ms) or failed, the same
-//! request also goes to the next endpoint, and so on, round after round (at most 3 requests per
-//! endpoint). The first answer wins. A stopped member therefore costs one hedge delay, not the
+//! answered within a hedge delay (`timeout_ms / 16`, between 50 and 250 ms) or failed, the same
+//! request also goes to the next endpoint, and so on, round after round until the deadline. The first answer wins. A stopped member therefore costs one hedge delay, not the
 //! call, and a request lost with a killed leader is sent again once a new one is elected. Sending
 //! a request twice is safe: every write is a compare-and-swap, so at most one copy applies.
 //!
@@ -189,7 +188,7 @@ pub fn recheck_margin(timeout_ms: u64) -> Duration {
 }
 
 fn hedge_delay(timeout_ms: u64) -> Duration {
-    Duration::from_millis((timeout_ms / 8).clamp(50, 500))
+    Duration::from_millis((timeout_ms / 16).clamp(50, 250))
 }
 
 struct Member {
@@ -421,7 +420,7 @@ impl Store {
         let delay = hedge_delay(self.inner.timeout_ms);
         // Past the first round, members are asked again: a request lost at a leader that died
         // is answered once a new leader is elected, well within one deadline.
-        let max_attempts = 3 * n;
+        let max_attempts = n + (self.inner.timeout_ms / delay.as_millis() as u64) as usize;
         let mut pending = FuturesUnordered::new();
         let mut launched = 0usize;
         let mut last = String::from("none");
