@@ -47,8 +47,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    KeyValue, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -533,7 +533,7 @@ impl Store {
                 counters_cmp,
             ])
             .and_then([TxnOp::put(ck, envelope(&nonce, counters), None)]);
-        let sent = std::sync::atomic::AtomicUsize::new(0);
+        let sent = AtomicUsize::new(0);
         let result = self
             .hedged("commit", deadline, |mut c| {
                 sent.fetch_add(1, Ordering::Relaxed);
@@ -610,7 +610,9 @@ impl Store {
     /// Writes `user`'s state: create-only with [`Expect::Absent`], replace-if-unchanged with
     /// [`Expect::AtRevision`]. The counters key is deleted in the same transaction, so a new
     /// or replaced enrollment starts with fresh counters. Returns the new `mod_revision`, or
-    /// [`Outcome::Conflict`] when the state key was not as expected.
+    /// [`Outcome::Conflict`] when the state key was not as expected. `state` must be unique
+    /// (sealed under a random nonce): a conflict after a re-sent request is resolved by finding
+    /// these bytes in the state key.
     pub async fn put_state(
         &self,
         user: &str,
@@ -628,20 +630,31 @@ impl Store {
             TxnOp::put(sk, state.to_vec(), None),
             TxnOp::delete(ck, None),
         ]);
-        // A replay of this request is harmless: its compare fails once the first one applied.
+        let sent = AtomicUsize::new(0);
         let resp = self
             .hedged("put_state", deadline, |mut c| {
+                sent.fetch_add(1, Ordering::Relaxed);
                 let txn = txn.clone();
                 async move { c.txn(txn).await }
             })
             .await?;
-        Ok(if resp.succeeded() {
-            Outcome::Committed {
+        if resp.succeeded() {
+            return Ok(Outcome::Committed {
                 revision: resp.header().map_or(0, |h| h.revision()),
+            });
+        }
+        if sent.load(Ordering::Relaxed) > 1 {
+            // An earlier copy of this request may be what made the compare fail. Sealed state
+            // bytes are unique (random nonces inside), so finding ours means it applied.
+            if let Some(l) = self.read(user, Instant::now() + self.timeout()).await? {
+                if l.state == state {
+                    return Ok(Outcome::Committed {
+                        revision: l.state_revision,
+                    });
+                }
             }
-        } else {
-            Outcome::Conflict
-        })
+        }
+        Ok(Outcome::Conflict)
     }
 
     /// Deletes `user`'s state and counters in one transaction. Returns whether a state existed.
@@ -686,22 +699,6 @@ impl Store {
         }
         users.sort();
         Ok(users)
-    }
-
-    /// Deletes every key under the prefix (for tests and for retiring a fleet).
-    pub async fn delete_all(&self) -> Result<i64, Error> {
-        let deadline = Instant::now() + self.timeout();
-        let prefix = self.inner.prefix.clone();
-        let resp = self
-            .hedged("delete_all", deadline, |mut c| {
-                let prefix = prefix.clone();
-                async move {
-                    c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
-                        .await
-                }
-            })
-            .await?;
-        Ok(resp.deleted())
     }
 }
 
