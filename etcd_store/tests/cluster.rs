@@ -386,3 +386,26 @@ async fn split_roles_host_cannot_enroll_but_logs_in() {
     let r = stranger.load(USER).await;
     assert!(matches!(r, Err(Error::PermissionDenied { .. })), "{r:?}");
 }
+
+#[test]
+fn blocking_store_works_without_a_runtime_of_the_callers() {
+    let c = Cluster::start();
+    let s =
+        pam_totp_etcd::BlockingStore::connect(c.config("host", c.endpoints_from(2), 2000)).unwrap();
+    let Outcome::Committed { revision } = s.put_state(USER, b"st", Expect::Absent).unwrap() else {
+        panic!("enroll refused")
+    };
+    let l = s.load(USER).unwrap().unwrap();
+    assert_eq!(l.state_revision, revision);
+    assert!(matches!(
+        s.commit_counters(USER, revision, 0, b"c").unwrap(),
+        Outcome::Committed { .. }
+    ));
+    assert_eq!(
+        s.commit_counters(USER, revision, 0, b"d").unwrap(),
+        Outcome::Conflict
+    );
+    assert_eq!(s.list().unwrap(), vec![USER.to_owned()]);
+    assert!(s.delete(USER).unwrap());
+    assert_eq!(s.load(USER).unwrap(), None);
+}
