@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deps=(libpam0g-dev pamtester openssh-server openssh-client sudo oathtool faketime
-      libpam-google-authenticator rpm passwd util-linux dpkg-dev)
+      libpam-google-authenticator rpm passwd util-linux dpkg-dev etcd-server etcd-client protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
