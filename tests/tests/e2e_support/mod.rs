@@ -579,13 +579,14 @@ exec chroot "$top/root" env --chdir="$cwd" "$@"
 
 /// The fingerprint of the system's pam_totp installation and PAM files
 /// (scripts/system-snapshot.sh), less the PAM services that tests running at the same
-/// time in other processes create and remove (they are named by [`unique_name`]).
+/// time in other processes create and remove (named by [`unique_name`] and by
+/// `EtcPamService`).
 pub fn system_snapshot() -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/system-snapshot.sh");
     let r = run_ok(cmd("bash", &[script.to_str().unwrap()]));
     r.stdout
         .lines()
-        .filter(|l| !l.starts_with("/etc/pam.d/pt"))
+        .filter(|l| !l.starts_with("/etc/pam.d/pt") && !l.starts_with("/etc/pam.d/pamtotp-"))
         .map(|l| format!("{l}\n"))
         .collect()
 }
