@@ -113,6 +113,18 @@ fn pam_d_snapshot() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// dpkg -i, -r or --purge: triggers (man-db) and maintainer scripts can take far longer
+/// than TIMEOUT on a loaded machine, so they get a bound of their own.
+fn dpkg(args: &[&str]) -> Run {
+    run_with_timeout(cmd("dpkg", args), b"", std::time::Duration::from_secs(300))
+}
+
+fn dpkg_ok(args: &[&str]) -> Run {
+    let r = dpkg(args);
+    assert!(r.success(), "dpkg {args:?} failed: {r:?}");
+    r
+}
+
 fn installed(pkg: &str) -> bool {
     let r = run(cmd("dpkg-query", &["-W", "-f=${db:Status-Status}", pkg]));
     r.success() && r.stdout.trim() == "installed"
@@ -124,7 +136,7 @@ struct Installation;
 
 impl Drop for Installation {
     fn drop(&mut self) {
-        let r = run(cmd("dpkg", &["--purge", DEB_NAME]));
+        let r = dpkg(&["--purge", DEB_NAME]);
         if !r.success() {
             eprintln!("warning: dpkg --purge {DEB_NAME}: {r:?}");
         }
@@ -143,7 +155,7 @@ fn clear_private_root() {
         "dpkg runs only in a private root"
     );
     if installed(DEB_NAME) {
-        run_ok(cmd("dpkg", &["--purge", DEB_NAME]));
+        dpkg_ok(&["--purge", DEB_NAME]);
     }
     let _ = fs::remove_file(KEY);
     let _ = fs::remove_file(format!("{KEY}.new"));
@@ -195,7 +207,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     clear_private_root();
     let pam_d_before = pam_d_snapshot();
     let installation = Installation;
-    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
+    dpkg_ok(&["-i", deb.to_str().unwrap()]);
 
     // Modes of every file the package installed, and of what its postinst created.
     let listed = run_ok(cmd("dpkg", &["-L", DEB_NAME])).stdout;
@@ -271,7 +283,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         "state file"
     );
     let state_before = fs::read(&state_file).unwrap();
-    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
+    dpkg_ok(&["-i", deb.to_str().unwrap()]);
     assert_eq!(
         fs::read(KEY).unwrap(),
         key_before,
@@ -357,7 +369,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     fs::create_dir_all("/usr/lib/pam.d").unwrap();
     let vendor = Path::new("/usr/lib/pam.d").join(e2e_support::unique_name("vnd"));
     fs::write(&vendor, "auth required pam_totp.so\n").unwrap();
-    let removed = run_ok(cmd("dpkg", &["-r", DEB_NAME]));
+    let removed = dpkg_ok(&["-r", DEB_NAME]);
     fs::remove_file(&vendor).unwrap();
     for named in [Path::new("/etc/pam.d").join(svc.name()), vendor.clone()] {
         assert!(
@@ -382,7 +394,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     // Purge: key (with a rekey's leftover new key), state and config go.
     let key_new = format!("{KEY}.new");
     fs::write(&key_new, [0u8; 32]).unwrap();
-    run_ok(cmd("dpkg", &["--purge", DEB_NAME]));
+    dpkg_ok(&["--purge", DEB_NAME]);
     for p in [KEY, key_new.as_str(), CONF, STATE] {
         assert!(fs::symlink_metadata(p).is_err(), "{p} left after purge");
     }
