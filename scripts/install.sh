@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs pam_totp from this source tree on Debian 12, as root: the build dependencies
+# Installs pam_totp from this source tree on Debian 12 or 13, as root: the build dependencies
 # from apt, cargo-deb from crates.io (when missing), then builds the .deb and installs
 # it. Needs Rust 1.88 or newer (e.g. from rustup; Debian 12's own rustc is too old).
 #
@@ -28,7 +28,7 @@ fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
     echo "install.sh: cargo not found. Install Rust 1.88 or newer (https://rustup.rs)," >&2
-    echo "then run this again. Debian 12's rustc 1.63 is too old for this project." >&2
+    echo "then run this again. Debian's own rustc (1.63 in 12, 1.85 in 13) is too old." >&2
     exit 1
 fi
 rust=$(rustc --version | awk '{print $2}')
@@ -44,7 +44,7 @@ target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 debs=("$target_dir"/packages/libpam-totp_*.deb)
 deb=${debs[0]}
 echo "==> installing $deb"
-# Its dependencies (libc6, libpam0g, libpam-runtime) are part of every Debian 12 system.
+# Its dependencies (libc6, libpam0g, libpam-runtime) are part of every Debian system.
 dpkg -i "$deb"
 
 # The check that matters: a plain user can run the setuid CLI.

@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Debian 12, as root: installs the test dependencies it lacks.
+# Runs the whole test suite. Debian 12 or 13, as root: installs what it uses and lacks
+# (the build dependencies too), builds, runs every test. Safe on a machine where pam_totp
+# is installed and in use: the tests that run dpkg or use the default paths do so in a
+# private root (tests/tests/e2e_support), and this script fails if the installed
+# package, its key, its state or any PAM file differs after the suite from before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-deps=(libpam0g-dev pamtester openssh-server openssh-client sudo oathtool faketime
-      libpam-google-authenticator rpm passwd util-linux dpkg-dev etcd-server etcd-client protobuf-compiler libprotobuf-dev)
+if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: run as root" >&2
+    exit 1
+fi
+
+# Build: compiler and linker, PAM headers, pkg-config; python3 for the licence check;
+# the rest is what the tests run (mount and util-linux: the private roots).
+deps=(gcc libc6-dev libpam0g-dev pkg-config ca-certificates python3
+      pamtester openssh-server openssh-client sudo oathtool faketime
+      libpam-google-authenticator rpm passwd util-linux mount dpkg-dev
+      etcd-server etcd-client protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,6 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+snapshot_before=$(bash scripts/system-snapshot.sh)
 
 echo "==> licences"
 python3 scripts/check-licenses.py
@@ -31,4 +47,13 @@ bash scripts/build-packages.sh
 echo "==> tests"
 # The packages were just built: the package tests must find them, never skip.
 export PAM_TOTP_TEST_PACKAGES=required
-cargo test --workspace --locked
+status=0
+cargo test --workspace --locked || status=$?
+
+echo "==> the system's pam_totp and PAM files, before and after the suite"
+if ! diff -u <(echo "$snapshot_before") <(bash scripts/system-snapshot.sh); then
+    echo "test.sh: the suite changed the files above (scripts/system-snapshot.sh)" >&2
+    exit 1
+fi
+echo "unchanged: $(echo "$snapshot_before" | grep -c '^/') paths checked"
+exit "$status"

@@ -1,9 +1,11 @@
 //! `totp-enroll` installed setuid root and run by plain users, as on a real system.
 //!
-//! A plain user cannot point the program elsewhere, so these tests use the real default
-//! paths (/var/lib/pam_totp, /etc/security/pam_totp.key and .conf): whatever exists there is
-//! moved aside first and put back afterwards by a drop guard, also when a test fails, and
-//! the tests of this file run one at a time. The binary is copied, mode 4755 root, into a
+//! A plain user cannot point the program elsewhere, so these tests use the default paths
+//! (/var/lib/pam_totp, /etc/security/pam_totp.key and .conf), each test in a private root
+//! of its own (an overlay of / on a tmpfs: e2e_support::rerun_in_private_root), so that an
+//! installed pam_totp in use on the machine is never touched (checked by checksums before
+//! and after). In there, whatever exists at those paths is still moved aside first and put
+//! back afterwards by a drop guard, and the tests of one process run one at a time. The binary is copied, mode 4755 root, into a
 //! directory every user can reach (under /tmp unless that is mounted nosuid); each test
 //! makes its own accounts.
 
@@ -226,6 +228,10 @@ fn snapshot() -> Vec<(String, u32, u32, Vec<u8>)> {
 
 #[test]
 fn the_setuid_binary_runs_as_root_but_acts_for_the_caller() {
+    if e2e_support::rerun_in_private_root("the_setuid_binary_runs_as_root_but_acts_for_the_caller")
+    {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     // $USER, $LOGNAME and $HOME name root: they must not matter.
@@ -246,6 +252,9 @@ fn the_setuid_binary_runs_as_root_but_acts_for_the_caller() {
 
 #[test]
 fn a_plain_user_enrolls_in_a_terminal() {
+    if e2e_support::rerun_in_private_root("a_plain_user_enrolls_in_a_terminal") {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let mut s = w.pty_as(&alice, &[]);
@@ -290,6 +299,11 @@ fn a_plain_user_enrolls_in_a_terminal() {
 
 #[test]
 fn forbidden_options_and_commands_are_refused_and_change_nothing() {
+    if e2e_support::rerun_in_private_root(
+        "forbidden_options_and_commands_are_refused_and_change_nothing",
+    ) {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let bob = TestUser::create("cu");
@@ -340,6 +354,9 @@ fn forbidden_options_and_commands_are_refused_and_change_nothing() {
 
 #[test]
 fn another_users_enrollment_cannot_be_learned() {
+    if e2e_support::rerun_in_private_root("another_users_enrollment_cannot_be_learned") {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let enrolled = TestUser::create("cu");
@@ -374,6 +391,9 @@ fn another_users_enrollment_cannot_be_learned() {
 
 #[test]
 fn the_running_program_cannot_be_inspected_by_its_user() {
+    if e2e_support::rerun_in_private_root("the_running_program_cannot_be_inspected_by_its_user") {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let mut s = w.pty_as(&alice, &[]);
@@ -404,6 +424,9 @@ fn the_running_program_cannot_be_inspected_by_its_user() {
 
 #[test]
 fn replace_needs_a_current_code() {
+    if e2e_support::rerun_in_private_root("replace_needs_a_current_code") {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let (old, _) = w.enroll(&alice);
@@ -443,6 +466,11 @@ fn replace_needs_a_current_code() {
 
 #[test]
 fn replace_never_overwrites_an_enrollment_made_while_it_waited() {
+    if e2e_support::rerun_in_private_root(
+        "replace_never_overwrites_an_enrollment_made_while_it_waited",
+    ) {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     // Not enrolled: `--replace` asks for no current code...
@@ -461,6 +489,9 @@ fn replace_never_overwrites_an_enrollment_made_while_it_waited() {
 
 #[test]
 fn disable_needs_a_current_code() {
+    if e2e_support::rerun_in_private_root("disable_needs_a_current_code") {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let (secret, _) = w.enroll(&alice);
@@ -479,6 +510,11 @@ fn disable_needs_a_current_code() {
 
 #[test]
 fn new_recovery_codes_need_a_current_code_or_a_recovery_code() {
+    if e2e_support::rerun_in_private_root(
+        "new_recovery_codes_need_a_current_code_or_a_recovery_code",
+    ) {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let (_, old_codes) = w.enroll(&alice);
@@ -503,6 +539,9 @@ fn new_recovery_codes_need_a_current_code_or_a_recovery_code() {
 
 #[test]
 fn a_plain_user_cannot_create_the_host_key() {
+    if e2e_support::rerun_in_private_root("a_plain_user_cannot_create_the_host_key") {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     fs::remove_file(KEY_FILE).unwrap();
@@ -516,6 +555,9 @@ fn a_plain_user_cannot_create_the_host_key() {
 
 #[test]
 fn enrollment_by_a_plain_user_needs_a_terminal() {
+    if e2e_support::rerun_in_private_root("enrollment_by_a_plain_user_needs_a_terminal") {
+        return;
+    }
     let w = world();
     let alice = TestUser::create("cu");
     let r = w.run_as(&alice, &[], b"123456\n");

@@ -4,8 +4,11 @@
 //! config file and docs against the code.
 //!
 //! The packages come from `bash scripts/build-packages.sh` (scripts/test.sh runs it
-//! before `cargo test`) in target/packages/. Run as root on a machine without pam_totp
-//! installed: the test refuses to touch an existing installation.
+//! before `cargo test`) in target/packages/. Run as root. The tests that run dpkg do so
+//! in a private root of their own (an overlay of / on a tmpfs, in a mount namespace:
+//! e2e_support::rerun_in_private_root), never on the system itself: an installed and
+//! used pam_totp stays as it was, which the same helper checks with checksums taken
+//! before and after.
 
 mod e2e_support;
 
@@ -110,18 +113,30 @@ fn pam_d_snapshot() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// dpkg -i, -r or --purge: triggers (man-db) and maintainer scripts can take far longer
+/// than TIMEOUT on a loaded machine, so they get a bound of their own.
+fn dpkg(args: &[&str]) -> Run {
+    run_with_timeout(cmd("dpkg", args), b"", std::time::Duration::from_secs(300))
+}
+
+fn dpkg_ok(args: &[&str]) -> Run {
+    let r = dpkg(args);
+    assert!(r.success(), "dpkg {args:?} failed: {r:?}");
+    r
+}
+
 fn installed(pkg: &str) -> bool {
     let r = run(cmd("dpkg-query", &["-W", "-f=${db:Status-Status}", pkg]));
     r.success() && r.stdout.trim() == "installed"
 }
 
-/// Purges the package on drop, so a failing test leaves no installation behind. Set
-/// up only after checking that nothing of pam_totp was on the machine before.
+/// Purges the package on drop, so a failing test leaves no installation behind in its
+/// private root.
 struct Installation;
 
 impl Drop for Installation {
     fn drop(&mut self) {
-        let r = run(cmd("dpkg", &["--purge", DEB_NAME]));
+        let r = dpkg(&["--purge", DEB_NAME]);
         if !r.success() {
             eprintln!("warning: dpkg --purge {DEB_NAME}: {r:?}");
         }
@@ -132,16 +147,24 @@ impl Drop for Installation {
     }
 }
 
-fn refuse_to_clobber() {
+/// In the private root only: clears what the system's own installation of pam_totp, if
+/// any, put there (the copy of it, that is), so the test starts from a machine without it.
+fn clear_private_root() {
     assert!(
-        !installed(DEB_NAME),
-        "{DEB_NAME} is installed on this machine: this test installs and purges it, so it \
-         runs only where pam_totp is not installed (CI)"
+        e2e_support::in_private_root(),
+        "dpkg runs only in a private root"
     );
+    if installed(DEB_NAME) {
+        dpkg_ok(&["--purge", DEB_NAME]);
+    }
+    let _ = fs::remove_file(KEY);
+    let _ = fs::remove_file(format!("{KEY}.new"));
+    let _ = fs::remove_file(CONF);
+    let _ = fs::remove_dir_all(STATE);
     for p in [KEY, CONF, STATE, MODULE_DEB, CLI] {
         assert!(
             fs::symlink_metadata(p).is_err(),
-            "{p} exists: refusing to touch an existing pam_totp installation"
+            "{p} exists after clearing the private root"
         );
     }
 }
@@ -177,11 +200,14 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     for p in ["/usr/bin/dpkg", "/usr/bin/pamtester", "/usr/bin/setpriv"] {
         require(p);
     }
+    if e2e_support::rerun_in_private_root("deb_installs_enrolls_authenticates_and_purges_cleanly") {
+        return;
+    }
     let _lock = SYSTEM.lock().unwrap_or_else(|e| e.into_inner());
-    refuse_to_clobber();
+    clear_private_root();
     let pam_d_before = pam_d_snapshot();
     let installation = Installation;
-    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
+    dpkg_ok(&["-i", deb.to_str().unwrap()]);
 
     // Modes of every file the package installed, and of what its postinst created.
     let listed = run_ok(cmd("dpkg", &["-L", DEB_NAME])).stdout;
@@ -257,7 +283,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         "state file"
     );
     let state_before = fs::read(&state_file).unwrap();
-    run_ok(cmd("dpkg", &["-i", deb.to_str().unwrap()]));
+    dpkg_ok(&["-i", deb.to_str().unwrap()]);
     assert_eq!(
         fs::read(KEY).unwrap(),
         key_before,
@@ -337,13 +363,21 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     assert_refused(&pamtester(common.name(), &newcomer.name, "wrong\n"));
     drop(common);
 
-    // Remove: the module's lines that name it get a warning; key and state stay.
-    let removed = run_ok(cmd("dpkg", &["-r", DEB_NAME]));
-    assert!(
-        removed.stderr.contains(svc.name()),
-        "prerm should warn about {} naming pam_totp.so: {removed:?}",
-        svc.name()
-    );
+    // Remove: the module's lines that name it get a warning, in /etc/pam.d and in
+    // /usr/lib/pam.d (read by Linux-PAM 1.7); key and state stay. The file in
+    // /usr/lib/pam.d lives in the private root only.
+    fs::create_dir_all("/usr/lib/pam.d").unwrap();
+    let vendor = Path::new("/usr/lib/pam.d").join(e2e_support::unique_name("vnd"));
+    fs::write(&vendor, "auth required pam_totp.so\n").unwrap();
+    let removed = dpkg_ok(&["-r", DEB_NAME]);
+    fs::remove_file(&vendor).unwrap();
+    for named in [Path::new("/etc/pam.d").join(svc.name()), vendor.clone()] {
+        assert!(
+            removed.stderr.contains(named.to_str().unwrap()),
+            "prerm should warn about {} naming pam_totp.so: {removed:?}",
+            named.display()
+        );
+    }
     for p in [MODULE_DEB, CLI] {
         assert!(fs::symlink_metadata(p).is_err(), "{p} left after remove");
     }
@@ -360,7 +394,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     // Purge: key (with a rekey's leftover new key), state and config go.
     let key_new = format!("{KEY}.new");
     fs::write(&key_new, [0u8; 32]).unwrap();
-    run_ok(cmd("dpkg", &["--purge", DEB_NAME]));
+    dpkg_ok(&["--purge", DEB_NAME]);
     for p in [KEY, key_new.as_str(), CONF, STATE] {
         assert!(fs::symlink_metadata(p).is_err(), "{p} left after purge");
     }
@@ -382,8 +416,11 @@ fn install_script_installs_a_cli_that_plain_users_run() {
         return;
     }
     require("/usr/bin/setpriv");
+    if e2e_support::rerun_in_private_root("install_script_installs_a_cli_that_plain_users_run") {
+        return;
+    }
     let _lock = SYSTEM.lock().unwrap_or_else(|e| e.into_inner());
-    refuse_to_clobber();
+    clear_private_root();
     let pam_d_before = pam_d_snapshot();
     let installation = Installation;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install.sh");
@@ -505,6 +542,16 @@ fn rpm_lists_every_file_with_its_mode() {
     let scripts = run_ok(cmd("rpm", &["-qp", "--scripts", rpm])).stdout;
     assert!(
         scripts.contains("postinstall scriptlet") && scripts.contains("create_key"),
+        "{scripts}"
+    );
+    // The pre-uninstall scriptlet warns about PAM files still naming the module, in both
+    // directories Linux-PAM reads.
+    let preun = scripts
+        .split("preuninstall scriptlet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no preuninstall scriptlet: {scripts}"));
+    assert!(
+        preun.contains("/etc/pam.d/*") && preun.contains("/usr/lib/pam.d/*"),
         "{scripts}"
     );
     let requires = run_ok(cmd("rpm", &["-qpR", rpm])).stdout;

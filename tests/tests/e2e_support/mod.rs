@@ -9,7 +9,7 @@
 use std::fs;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -282,13 +282,13 @@ pub fn wrong_code(fixture: &Fixture) -> String {
     fixture.wrong_code()
 }
 
-/// A private sshd on 127.0.0.1: its own config, host key, port and PAM service (sshd
-/// takes the service name from argv[0], so it runs through a symlink of that name).
+/// A private sshd on 127.0.0.1: its own config, host key, port and PAM stack. OpenSSH
+/// 9.8 and later (Debian 13) always read /etc/pam.d/sshd, whatever argv[0] says, so sshd
+/// runs in a mount namespace of its own where the test's PAM file is bound over
+/// /etc/pam.d/sshd; the system's file and every other process are untouched.
 pub struct Sshd {
-    // Field order is drop order: the daemon stops before its PAM service and its
-    // directory go.
+    // Field order is drop order: the daemon stops before its directory goes.
     daemon: Daemon,
-    _service: EtcFile,
     dir: tempfile::TempDir,
     pub port: u16,
     pub client_key: PathBuf,
@@ -314,9 +314,16 @@ impl Sshd {
             ));
         }
         user.authorize_key(&fs::read_to_string(client_key.with_extension("pub")).unwrap());
-        let service = pam_service("ssh", pam);
-        let argv0 = dir.path().join(service.name());
-        symlink("/usr/sbin/sshd", &argv0).unwrap();
+        require("/etc/pam.d/sshd");
+        let pam_file = dir.path().join("pam.d-sshd");
+        fs::write(&pam_file, pam).unwrap();
+        let penalties = if knows_per_source_penalties(&host_key) {
+            // OpenSSH 9.8+ would penalise the tests' deliberate failures from 127.0.0.1
+            // by refusing their later connections.
+            "PerSourcePenalties no\n"
+        } else {
+            ""
+        };
         let log = dir.path().join("sshd.log");
         let mut last_log = String::new();
         // A port free a moment ago can be taken before sshd binds it: try a few.
@@ -342,6 +349,7 @@ impl Sshd {
                      PrintMotd no\n\
                      PrintLastLog no\n\
                      LogLevel VERBOSE\n\
+                     {penalties}\
                      # The recipe under test:\n\
                      {sshd_config}\n",
                     host_key = host_key.display(),
@@ -349,8 +357,12 @@ impl Sshd {
                 ),
             )
             .unwrap();
-            let mut c = Command::new(&argv0);
-            c.args(["-D", "-e", "-f"]).arg(&config);
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg(r#"mount --bind "$0" /etc/pam.d/sshd && exec /usr/sbin/sshd "$@""#)
+                .arg(&pam_file)
+                .args(["-D", "-e", "-f"])
+                .arg(&config);
             c.stdin(Stdio::null())
                 .stdout(fs::File::create(&log).unwrap())
                 .stderr(fs::File::options().append(true).open(&log).unwrap());
@@ -368,7 +380,6 @@ impl Sshd {
                         dir,
                         log,
                         daemon,
-                        _service: service,
                     };
                 }
                 assert!(
@@ -426,6 +437,31 @@ impl Sshd {
             seen: String::new(),
         }
     }
+}
+
+/// Whether this sshd knows the `PerSourcePenalties` keyword (OpenSSH 9.8 and later): its
+/// config test accepts the keyword or rejects it as a bad option.
+fn knows_per_source_penalties(host_key: &Path) -> bool {
+    let r = run(cmd(
+        "/usr/sbin/sshd",
+        &[
+            "-t",
+            "-f",
+            "/dev/null",
+            "-h",
+            host_key.to_str().unwrap(),
+            "-o",
+            "PerSourcePenalties=no",
+        ],
+    ));
+    if r.success() {
+        return true;
+    }
+    assert!(
+        r.stderr.contains("PerSourcePenalties"),
+        "sshd -t failed for another reason than the keyword: {r:?}"
+    );
+    false
 }
 
 /// A program driven through a pseudo-terminal, with everything it printed so far kept
@@ -507,4 +543,118 @@ pub fn pamtester(service: &str, user: &str, stdin: &str) -> Run {
         stdin.as_bytes(),
         TIMEOUT,
     )
+}
+
+/// Set in the process that [`rerun_in_private_root`] starts inside the private root.
+const PRIVATE_ROOT_ENV: &str = "PAM_TOTP_TEST_PRIVATE_ROOT";
+/// The source name of the private root's overlay mount, checked from inside.
+const PRIVATE_ROOT_SOURCE: &str = "pam_totp-test-root";
+
+/// Sets up the private root in a new mount namespace and runs the rest of the command
+/// line there: an overlay of / whose upper layer is a tmpfs (every write of the test,
+/// dpkg's included, lands there and vanishes with the namespace), every other mount of
+/// the namespace bound at its place (read-only under /etc, /usr and /var, so that only
+/// the overlay takes writes there), the workspace and the target dir bound read-write
+/// (the install test builds in them), then chroot.
+const PRIVATE_ROOT_SCRIPT: &str = r#"set -eu
+top=$1 cwd=$2 repo=$3 target=$4; shift 4
+mount -t tmpfs -o mode=0700 pam_totp-test-upper "$top"
+mkdir "$top/upper" "$top/work" "$top/root"
+mount -t overlay pam_totp-test-root \
+    -o "lowerdir=/,upperdir=$top/upper,workdir=$top/work" "$top/root"
+awk '{print $5}' /proc/self/mountinfo | while IFS= read -r m; do
+    case $m in /|"$top"|"$top"/*|*\\*) continue ;; esac
+    [ -e "$top/root$m" ] || continue
+    mount --bind "$m" "$top/root$m"
+    case $m in
+        /etc|/etc/*|/usr|/usr/*|/var|/var/*) mount -o remount,bind,ro "$top/root$m" ;;
+    esac
+done
+for d in "$repo" "$target"; do
+    mkdir -p "$top/root$d"
+    mount --bind "$d" "$top/root$d"
+done
+exec chroot "$top/root" env --chdir="$cwd" "$@"
+"#;
+
+/// The fingerprint of the system's pam_totp installation and PAM files
+/// (scripts/system-snapshot.sh), less the PAM services that tests running at the same
+/// time in other processes create and remove (named by [`unique_name`] and by
+/// `EtcPamService`).
+pub fn system_snapshot() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/system-snapshot.sh");
+    let r = run_ok(cmd("bash", &[script.to_str().unwrap()]));
+    r.stdout
+        .lines()
+        .filter(|l| !l.starts_with("/etc/pam.d/pt") && !l.starts_with("/etc/pam.d/pamtotp-"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Whether this process runs in the private root made by [`rerun_in_private_root`].
+/// Checked, not trusted: with the marker set, / must be that overlay, or the test fails
+/// before it touches anything.
+pub fn in_private_root() -> bool {
+    if std::env::var_os(PRIVATE_ROOT_ENV).is_none() {
+        return false;
+    }
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    // The last mount on / is the one on top; after " - " come type and source.
+    let root = info
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| l.split(" - ").nth(1))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        root.starts_with(&format!("overlay {PRIVATE_ROOT_SOURCE} ")),
+        "{PRIVATE_ROOT_ENV} is set but / is not the private overlay: {root}"
+    );
+    true
+}
+
+/// For tests that install packages or change the default paths: outside the private
+/// root, runs test `name` of this binary again inside a fresh one (see
+/// [`PRIVATE_ROOT_SCRIPT`]), fails unless it passed, fails unless the system's
+/// installation and PAM files ([`system_snapshot`]) are byte for byte as before, and
+/// returns true (the caller returns). Inside the private root returns false: the caller
+/// goes on with the test.
+pub fn rerun_in_private_root(name: &str) -> bool {
+    if in_private_root() {
+        return false;
+    }
+    require("/usr/bin/unshare");
+    let before = system_snapshot();
+    let top = tempfile::Builder::new()
+        .prefix("pam_totp-root.")
+        .tempdir()
+        .unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let target = integration_tests::pam::target_profile_dir()
+        .parent()
+        .expect("target dir")
+        .canonicalize()
+        .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--"])
+        .args(["sh", "-c", PRIVATE_ROOT_SCRIPT, "sh"])
+        .args([top.path(), &cwd, &repo, &target, &exe])
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PRIVATE_ROOT_ENV, "1");
+    let r = run_with_timeout(c, b"", Duration::from_secs(900));
+    assert!(
+        r.success() && r.stdout.contains("test result: ok. 1 passed"),
+        "{name} in a private root: {r:?}"
+    );
+    let after = system_snapshot();
+    assert!(
+        before == after,
+        "{name} changed the system's pam_totp files or PAM files:\nbefore:\n{before}\nafter:\n{after}"
+    );
+    true
 }
