@@ -97,6 +97,13 @@ impl<H: Handle> Session<'_, H> {
         PamError::AUTHINFO_UNAVAIL
     }
 
+    /// The daemon did not decide (unreachable, too slow, refused): fail closed, naming the
+    /// socket.
+    fn daemon_unavailable(&self, e: &crate::daemon::DaemonError) -> PamError {
+        self.log(Level::Err, &format!("{e}; access denied"));
+        PamError::AUTHINFO_UNAVAIL
+    }
+
     fn not_enrolled(&mut self, nullok: bool) -> PamError {
         if nullok {
             self.log(Level::Info, "not enrolled, nullok: ignored");
@@ -175,15 +182,28 @@ pub fn authenticate<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamE
         config.nullok
     ));
 
-    match store::is_enrolled(&config.state_dir, &user) {
+    // pam_totpd hook (issue 12): not root, or backend etcd: the daemon answers instead of
+    // the in-process store (crate::daemon). Backend files as root: unchanged.
+    let daemon = crate::daemon::Client::route(&config);
+    let enrolled = match &daemon {
+        Some(d) => d.is_enrolled(&user).map_err(|e| s.daemon_unavailable(&e)),
+        None => {
+            store::is_enrolled(&config.state_dir, &user).map_err(|e| s.unavailable("state", &e))
+        }
+    };
+    match enrolled {
         Ok(true) => {}
         Ok(false) => return s.not_enrolled(config.nullok),
-        Err(e) => return s.unavailable("state", &e),
+        Err(code) => return code,
     }
-    let store = match Store::open(&config.state_dir, &config.key_file) {
-        Ok(st) => st,
-        Err(e) => return s.unavailable("host key", &e),
+    let store = match &daemon {
+        Some(_) => None,
+        None => match Store::open(&config.state_dir, &config.key_file) {
+            Ok(st) => Some(st),
+            Err(e) => return s.unavailable("host key", &e),
+        },
     };
+    // End of the hook's first part.
 
     // The prompt comes before the transaction takes the user's lock: nobody waits on a
     // person while holding it.
@@ -213,12 +233,22 @@ pub fn authenticate<H: Handle>(h: &mut H, silent: bool, args: &[String]) -> PamE
         }
     };
     let rhost = s.ctx.rhost.clone();
-    let req = AuthRequest::from_config(&config, now, rhost.as_deref());
-    let outcome = store.authenticate(&user, input, &req);
+    // pam_totpd hook, second part: the code goes to the daemon in one request.
+    let outcome = match (&daemon, &store) {
+        (Some(d), _) => d
+            .verify(&user, input, rhost.as_deref(), &s.ctx.service)
+            .map_err(|e| s.daemon_unavailable(&e)),
+        (None, Some(st)) => {
+            let req = AuthRequest::from_config(&config, now, rhost.as_deref());
+            st.authenticate(&user, input, &req)
+                .map_err(|e| s.unavailable("state", &e))
+        }
+        (None, None) => Err(PamError::SYSTEM_ERR),
+    };
     drop(reply);
     match outcome {
         Ok(o) => decide(&mut s, &config, o),
-        Err(e) => s.unavailable("state", &e),
+        Err(code) => code,
     }
 }
 
