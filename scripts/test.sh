@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 deps=(libpam0g-dev pamtester openssh-server openssh-client sudo oathtool faketime
       libpam-google-authenticator rpm passwd util-linux dpkg-dev)
+deps+=(systemd) # systemd-socket-activate and systemd-analyze, for the daemon tests
 missing=()
 for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
