@@ -52,6 +52,14 @@ impl Client {
         })
     }
 
+    /// A client of the daemon at `socket` (what [`Client::route`] builds for the daemon path).
+    pub fn new(socket: &Path, timeout: Duration) -> Client {
+        Client {
+            socket: socket.to_owned(),
+            timeout,
+        }
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }

@@ -29,7 +29,7 @@ const MODULE_DEB: &str = "/usr/lib/x86_64-linux-gnu/security/pam_totp.so";
 const CLI: &str = "/usr/bin/totp-enroll";
 
 /// Every key of SPEC's config file section.
-const CONFIG_KEYS: [&str; 13] = [
+const CONFIG_KEYS: [&str; 16] = [
     "state_dir",
     "key_file",
     "nullok",
@@ -43,6 +43,9 @@ const CONFIG_KEYS: [&str; 13] = [
     "digits",
     "period",
     "recovery_codes",
+    "backend",
+    "socket",
+    "daemon_timeout_ms",
 ];
 
 /// dpkg and the system-wide paths admit one test at a time.
