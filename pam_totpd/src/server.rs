@@ -1,14 +1,15 @@
 //! The accept loop and one connection: who the caller is (SO_PEERCRED), what it may ask,
 //! and the answer. One request per connection, under one deadline.
 //!
-//! A thread per connection, bounded: at most [`MAX_CONNECTIONS`] at once and
-//! [`MAX_PER_UID`] for any one uid other than root, so one user's stalled connections can
-//! never starve sshd or another user's screen locker. A connection over a bound gets a
-//! `Busy` reply and is closed at once.
+//! A thread per open connection (from a pool, see [`serve`]), bounded: at most
+//! [`MAX_CONNECTIONS`] at once and [`MAX_PER_UID`] for any one uid other than root, so one
+//! user's stalled connections can never starve sshd or another user's screen locker. A
+//! connection over a bound gets a `Busy` reply and is closed at once.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,8 @@ pub const MAX_PER_UID: usize = 16;
 pub const DEADLINE: Duration = Duration::from_secs(5);
 /// Enough for the store's work (no recursion, small buffers).
 const STACK_SIZE: usize = 256 * 1024;
+/// Idle workers kept waiting for the next connection.
+const SPARE_WORKERS: usize = 2;
 
 pub struct Server {
     config: Config,
@@ -35,6 +38,9 @@ pub struct Server {
     open: Mutex<HashMap<u32, usize>>,
     /// Last time a refusal was logged, so a flood does not flood the log too.
     last_refusal_log: Mutex<Option<Instant>>,
+    /// Worker threads, and how many of them wait in `accept`.
+    workers: AtomicUsize,
+    idle: AtomicUsize,
 }
 
 /// A place among the open connections, given back when dropped.
@@ -77,6 +83,9 @@ impl Server {
             config,
             open: Mutex::new(HashMap::new()),
             last_refusal_log: Mutex::new(None),
+            // The serving thread itself.
+            workers: AtomicUsize::new(1),
+            idle: AtomicUsize::new(0),
         })
     }
 
@@ -94,17 +103,63 @@ impl Server {
     }
 }
 
-/// Serves forever. Accept errors (out of file descriptors, a connection reset before it was
-/// accepted) are logged and waited out, never fatal.
+/// Serves forever, with a pool of workers that each wait in `accept` and serve the
+/// connection they get themselves: a request costs no thread start and no hand-off between
+/// threads. The pool grows by one whenever its last idle worker takes a connection (up to
+/// one more than [`MAX_CONNECTIONS`], so that a caller over the bound is still refused at
+/// once) and shrinks back to [`SPARE_WORKERS`] idle ones.
 pub fn serve(listener: UnixListener, server: Arc<Server>) -> ! {
+    let listener = Arc::new(listener);
+    for _ in 0..SPARE_WORKERS {
+        spawn_worker(&listener, &server);
+    }
+    // This thread is a worker too, one that never retires.
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => admit(&server, stream),
-            Err(e) => {
-                server.log_refusal(&format!("accept: {e}"));
-                // EMFILE and the like do not clear by retrying at once.
-                std::thread::sleep(Duration::from_millis(20));
+        accept_one(&listener, &server);
+    }
+}
+
+fn spawn_worker(listener: &Arc<UnixListener>, server: &Arc<Server>) {
+    let grown = server
+        .workers
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < MAX_CONNECTIONS + 1).then_some(n + 1)
+        });
+    if grown.is_err() {
+        return;
+    }
+    let (listener, srv) = (listener.clone(), server.clone());
+    let spawned = std::thread::Builder::new()
+        .name("worker".into())
+        .stack_size(STACK_SIZE)
+        .spawn(move || loop {
+            accept_one(&listener, &srv);
+            if srv.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
+                srv.workers.fetch_sub(1, Ordering::SeqCst);
+                return;
             }
+        });
+    if let Err(e) = spawned {
+        server.workers.fetch_sub(1, Ordering::SeqCst);
+        server.log_refusal(&format!("cannot start a worker thread: {e}"));
+    }
+}
+
+/// Waits for one connection and serves it. Accept errors (out of file descriptors, a
+/// connection reset before it was accepted) are logged and waited out, never fatal.
+fn accept_one(listener: &Arc<UnixListener>, server: &Arc<Server>) {
+    server.idle.fetch_add(1, Ordering::SeqCst);
+    let accepted = listener.accept();
+    if server.idle.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // The last one waiting took a connection: keep one waiting.
+        spawn_worker(listener, server);
+    }
+    match accepted {
+        Ok((stream, _)) => admit(server, stream),
+        Err(e) => {
+            server.log_refusal(&format!("accept: {e}"));
+            // EMFILE and the like do not clear by retrying at once.
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -117,7 +172,7 @@ fn admit(server: &Arc<Server>, stream: UnixStream) {
             return;
         }
     };
-    let Some(slot) = Slot::take(server, cred.uid()) else {
+    let Some(_slot) = Slot::take(server, cred.uid()) else {
         server.log_refusal(&format!(
             "too many connections (uid={} pid={}); refused",
             cred.uid(),
@@ -129,16 +184,7 @@ fn admit(server: &Arc<Server>, stream: UnixStream) {
         let _ = (&stream).write_all(&Reply::Unavailable(Unavailable::Busy).encode());
         return;
     };
-    let spawned = std::thread::Builder::new()
-        .name("connection".into())
-        .stack_size(STACK_SIZE)
-        .spawn(move || {
-            let _slot = slot;
-            handle(&_slot.server.config, &stream, &cred);
-        });
-    if let Err(e) = spawned {
-        server.log_refusal(&format!("cannot start a thread: {e}; connection closed"));
-    }
+    handle(&server.config, &stream, &cred);
 }
 
 /// Who asked, for every log line.
