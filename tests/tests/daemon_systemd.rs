@@ -163,3 +163,34 @@ fn unit_files_pass_systemd_analyze_verify() {
         "a bad value must be reported: {r:?}"
     );
 }
+
+#[test]
+fn service_sandbox_keeps_its_exposure_score() {
+    require("/usr/bin/systemd-analyze");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("pam_totpd.service");
+    fs::write(
+        &unit,
+        fs::read_to_string(src.join("pam_totpd.service"))
+            .unwrap()
+            .replace(
+                "ExecStart=/usr/sbin/pam_totpd",
+                &format!("ExecStart={}", daemon_path().display()),
+            ),
+    )
+    .unwrap();
+    let mut c = Command::new("systemd-analyze");
+    c.args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit);
+    let r = run_with_timeout(c, b"", Duration::from_secs(60));
+    let text = format!("{}{}", r.stdout, r.stderr);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("pam_totpd.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+    // 0.7 when written (root without capabilities; 10 is fully exposed).
+    assert!(score <= 1.0, "exposure level {score}: {text}");
+}
