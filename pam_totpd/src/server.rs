@@ -155,7 +155,18 @@ fn accept_one(listener: &Arc<UnixListener>, server: &Arc<Server>) {
         spawn_worker(listener, server);
     }
     match accepted {
-        Ok((stream, _)) => admit(server, stream),
+        Ok((stream, _)) => {
+            // A panic while serving one caller closes that connection, never the daemon
+            // (nor a worker: the pool's counts stay right).
+            let served =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| admit(server, stream)));
+            if served.is_err() {
+                log(
+                    Level::Err,
+                    "internal error (panic) while serving a request; closed",
+                );
+            }
+        }
         Err(e) => {
             server.log_refusal(&format!("accept: {e}"));
             // EMFILE and the like do not clear by retrying at once.
