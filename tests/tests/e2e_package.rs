@@ -223,8 +223,8 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         "/usr/share/doc/libpam-totp/copyright",
         "/usr/share/doc/libpam-totp/examples/pam.d/sshd.publickey-and-code",
         DAEMON,
-        "/lib/systemd/system/pam_totpd.socket",
-        "/lib/systemd/system/pam_totpd.service",
+        "/usr/lib/systemd/system/pam_totpd.socket",
+        "/usr/lib/systemd/system/pam_totpd.service",
         "/usr/share/man/man8/pam_totpd.8.gz",
     ] {
         assert!(listed.lines().any(|l| l == p), "{p} not in the package");
