@@ -41,7 +41,7 @@ ensure_tool cargo-deb cargo-deb "$CARGO_DEB_VERSION"
 
 echo "==> release build of pam_totp.so and totp-enroll"
 start=$SECONDS
-cargo build --release --locked -p pam_totp -p totp-enroll
+cargo build --release --locked -p pam_totp -p totp-enroll -p pam_totpd
 echo "==> release build took $((SECONDS - start)) s"
 
 mkdir -p "$out"

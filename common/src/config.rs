@@ -14,6 +14,7 @@ use crate::totp::{Algorithm, OtpParams, MAX_WINDOW};
 pub const DEFAULT_CONFIG: &str = "/etc/security/pam_totp.conf";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pam_totp";
 pub const DEFAULT_KEY_FILE: &str = "/etc/security/pam_totp.key";
+pub const DEFAULT_SOCKET: &str = "/run/pam_totp/socket";
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
 
 /// The merged, validated configuration.
@@ -33,6 +34,45 @@ pub struct Config {
     /// Algorithm, digits and period for new enrollments.
     pub params: OtpParams,
     pub recovery_codes: usize,
+    /// Daemon and fleet keys: config file only, never module options.
+    pub backend: BackendKind,
+    pub socket: PathBuf,
+    pub daemon_timeout_ms: u64,
+    pub etcd: EtcdConfig,
+}
+
+/// Where enrollments live (`backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// The state directory of this host.
+    #[default]
+    Files,
+    /// A fleet store shared by many hosts, reached only through `pam_totpd`.
+    Etcd,
+}
+
+/// The `[etcd]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub prefix: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            endpoints: Vec::new(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            prefix: "/pam_totp/v1/".into(),
+            timeout_ms: 2000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -50,6 +90,10 @@ impl Default for Config {
             issuer: None,
             params: OtpParams::default(),
             recovery_codes: 10,
+            backend: BackendKind::Files,
+            socket: DEFAULT_SOCKET.into(),
+            daemon_timeout_ms: 3000,
+            etcd: EtcdConfig::default(),
         }
     }
 }
@@ -201,11 +245,115 @@ pub fn apply_toml(config: &mut Config, text: &str) -> std::result::Result<Vec<St
                 }
                 config.recovery_codes = n as usize;
             }
+            "backend" => {
+                config.backend = match string()? {
+                    "files" => BackendKind::Files,
+                    "etcd" => BackendKind::Etcd,
+                    v => return Err(format!("backend {v:?}: must be \"files\" or \"etcd\"")),
+                }
+            }
+            "socket" => config.socket = absolute_path(k, string()?).map_err(e)?,
+            "daemon_timeout_ms" => config.daemon_timeout_ms = parse_ms(k, int()?)?,
+            "etcd" => {
+                let t = value.as_table().ok_or("etcd must be a table ([etcd])")?;
+                apply_etcd(&mut config.etcd, t, &mut warnings)?;
+            }
             _ => warnings.push(format!("unknown key {k:?} ignored")),
         }
     }
     config.params = OtpParams::new(algorithm, digits, period).map_err(|e| e.to_string())?;
+    if config.backend == BackendKind::Etcd && config.etcd.endpoints.is_empty() {
+        return Err("backend = \"etcd\" needs [etcd] endpoints".into());
+    }
     Ok(warnings)
+}
+
+fn parse_ms(k: &str, n: i64) -> std::result::Result<u64, String> {
+    if !(1..=600_000).contains(&n) {
+        return Err(format!("{k}={n}: must be 1 to 600000 (milliseconds)"));
+    }
+    Ok(n as u64)
+}
+
+/// The `[etcd]` table's keys.
+fn apply_etcd(
+    etcd: &mut EtcdConfig,
+    table: &toml::Table,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<(), String> {
+    for (key, value) in table {
+        let k = format!("etcd.{key}");
+        let string = || {
+            value
+                .as_str()
+                .ok_or_else(|| format!("{k} must be a string"))
+        };
+        let path = || absolute_path(&k, string()?).map_err(|e| e.to_string());
+        match key.as_str() {
+            "endpoints" => {
+                let list = value
+                    .as_array()
+                    .ok_or_else(|| format!("{k} must be a list of URLs"))?;
+                etcd.endpoints = list
+                    .iter()
+                    .map(|v| {
+                        let url = v.as_str().ok_or_else(|| format!("{k}: URLs are strings"))?;
+                        check_endpoint(url).map(|()| url.to_owned())
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+            }
+            "tls_ca" => etcd.tls_ca = Some(path()?),
+            "tls_cert" => etcd.tls_cert = Some(path()?),
+            "tls_key" => etcd.tls_key = Some(path()?),
+            "prefix" => {
+                let p = string()?;
+                if p.is_empty() || p.len() > 256 || p.chars().any(char::is_control) {
+                    return Err(format!("{k}: 1 to 256 characters, no control characters"));
+                }
+                etcd.prefix = p.to_owned();
+            }
+            "timeout_ms" => {
+                let n = value
+                    .as_integer()
+                    .ok_or_else(|| format!("{k} must be an integer"))?;
+                etcd.timeout_ms = parse_ms(&k, n)?;
+            }
+            _ => warnings.push(format!("unknown key {k:?} ignored")),
+        }
+    }
+    Ok(())
+}
+
+/// `https://host:port`; `http://` only on a loopback address (SPEC.md).
+fn check_endpoint(url: &str) -> std::result::Result<(), String> {
+    let bad =
+        || format!("etcd endpoint {url:?}: must be https://host:port (http:// only on loopback)");
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(bad());
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty()
+        || port.parse::<u16>().map_or(true, |p| p == 0)
+        || host.contains(['/', '@', '?', '#'])
+        || host.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(bad());
+    }
+    if !tls {
+        let h = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool> {
@@ -294,6 +442,12 @@ mod tests {
         assert_eq!(l.config.window, 3);
         assert_eq!(l.config.state_dir, Path::new("/tmp/x"));
         assert_eq!(l.warnings.len(), 1);
+        // The daemon's keys are config-file only: as module options they are ignored.
+        let l = args(&["socket=/tmp/evil", "backend=etcd", "daemon_timeout_ms=1"]).unwrap();
+        assert_eq!(l.warnings.len(), 3);
+        assert_eq!(l.config.socket, Path::new(DEFAULT_SOCKET));
+        assert_eq!(l.config.backend, BackendKind::Files);
+        assert_eq!(l.config.daemon_timeout_ms, 3000);
     }
 
     #[test]
@@ -327,6 +481,24 @@ mod tests {
         assert_eq!(c.window, 2);
         assert_eq!(c.params, OtpParams::new(Algorithm::SHA256, 8, 60).unwrap());
         assert_eq!(c.issuer.as_deref(), Some("Example"));
+        assert_eq!(c.backend, BackendKind::Files);
+        assert_eq!(c.socket, Path::new(DEFAULT_SOCKET));
+        assert_eq!(c.daemon_timeout_ms, 3000);
+        let mut c = Config::default();
+        let w = apply_toml(
+            &mut c,
+            "backend = \"etcd\"\nsocket = \"/run/x/s\"\ndaemon_timeout_ms = 50\n\
+             [etcd]\nendpoints = [\"https://e1:2379\", \"http://127.0.0.1:2379\", \"http://[::1]:2379\"]\n\
+             tls_ca = \"/etc/ca.pem\"\nprefix = \"/f/\"\ntimeout_ms = 900\nfrob = 1\n",
+        )
+        .unwrap();
+        assert_eq!(w, vec!["unknown key \"etcd.frob\" ignored".to_owned()]);
+        assert_eq!(c.backend, BackendKind::Etcd);
+        assert_eq!(c.socket, Path::new("/run/x/s"));
+        assert_eq!(c.daemon_timeout_ms, 50);
+        assert_eq!(c.etcd.endpoints.len(), 3);
+        assert_eq!(c.etcd.tls_ca.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!((c.etcd.prefix.as_str(), c.etcd.timeout_ms), ("/f/", 900));
         for bad in [
             "window = \"2\"",
             "window = 11",
@@ -337,6 +509,16 @@ mod tests {
             "issuer = \"a:b\"",
             "this is not toml",
             "recovery_codes = 65",
+            "backend = \"ldap\"",
+            "backend = \"etcd\"",
+            "socket = \"run/sock\"",
+            "daemon_timeout_ms = 0",
+            "etcd = 1",
+            "[etcd]\nendpoints = [\"http://192.0.2.1:2379\"]",
+            "[etcd]\nendpoints = [\"https://h\"]",
+            "[etcd]\nendpoints = [\"ftp://h:1\"]",
+            "[etcd]\ntls_ca = \"ca.pem\"",
+            "[etcd]\ntimeout_ms = 0",
         ] {
             assert!(apply_toml(&mut Config::default(), bad).is_err(), "{bad}");
         }

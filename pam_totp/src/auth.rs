@@ -43,6 +43,9 @@ pub trait Storage {
     fn backend(&self, config: &Config) -> common::Result<Box<dyn Backend>>;
     /// The key, read before the prompt.
     fn keys(&self, config: &Config) -> common::Result<Box<dyn KeySource>>;
+    /// Whether this process may open the state itself (effective uid 0); otherwise the
+    /// daemon answers.
+    fn privileged(&self) -> bool;
 }
 
 /// The state directory and key file of the configuration.
@@ -54,6 +57,9 @@ impl Storage for Files {
     }
     fn keys(&self, config: &Config) -> common::Result<Box<dyn KeySource>> {
         Ok(Box::new(FileKey::load(&config.key_file)?))
+    }
+    fn privileged(&self) -> bool {
+        nix::unistd::geteuid().is_root()
     }
 }
 
@@ -123,6 +129,13 @@ impl<H: Handle> Session<'_, H> {
 
     fn unavailable(&self, what: &str, e: &Error) -> PamError {
         self.log(Level::Err, &format!("{what}: {e}; access denied"));
+        PamError::AUTHINFO_UNAVAIL
+    }
+
+    /// The daemon did not decide (unreachable, too slow, refused): fail closed, naming the
+    /// socket.
+    fn daemon_unavailable(&self, e: &crate::daemon::DaemonError) -> PamError {
+        self.log(Level::Err, &format!("{e}; access denied"));
         PamError::AUTHINFO_UNAVAIL
     }
 
@@ -209,21 +222,36 @@ pub fn authenticate<H: Handle>(
         config.nullok
     ));
 
+    // pam_totpd hook (issue 12): not root, or backend etcd: the daemon answers instead of
+    // the in-process store (crate::daemon). Backend files as root: in-process, unchanged.
     // Enrollment is known before the key is needed, so that `nullok` lets a never-enrolled
     // user through on a host whose key is not set up yet.
-    let backend = match storage.backend(&config) {
-        Ok(b) => b,
-        Err(e) => return s.unavailable("state", &e),
+    let daemon = crate::daemon::Client::route(&config, storage.privileged());
+    let local = match &daemon {
+        Some(_) => None,
+        None => match storage.backend(&config) {
+            Ok(b) => Some(b),
+            Err(e) => return s.unavailable("state", &e),
+        },
     };
-    match backend.is_enrolled(&user) {
+    let enrolled = match (&daemon, &local) {
+        (Some(d), _) => d.is_enrolled(&user).map_err(|e| s.daemon_unavailable(&e)),
+        (None, Some(b)) => b.is_enrolled(&user).map_err(|e| s.unavailable("state", &e)),
+        (None, None) => Err(PamError::SYSTEM_ERR),
+    };
+    match enrolled {
         Ok(true) => {}
         Ok(false) => return s.not_enrolled(config.nullok),
-        Err(e) => return s.unavailable("state", &e),
+        Err(code) => return code,
     }
-    let keys = match storage.keys(&config) {
-        Ok(k) => k,
-        Err(e) => return s.unavailable("host key", &e),
+    let keys = match &daemon {
+        Some(_) => None,
+        None => match storage.keys(&config) {
+            Ok(k) => Some(k),
+            Err(e) => return s.unavailable("host key", &e),
+        },
     };
+    // End of the hook's first part.
 
     // The prompt comes before the transaction takes the user's lock: nobody waits on a
     // person while holding it.
@@ -253,12 +281,22 @@ pub fn authenticate<H: Handle>(
         }
     };
     let rhost = s.ctx.rhost.clone();
-    let req = AuthRequest::from_config(&config, now, rhost.as_deref());
-    let outcome = common::login::authenticate(&*backend, &*keys, &user, input, &req);
+    // pam_totpd hook, second part: the code goes to the daemon in one request.
+    let outcome = match (&daemon, &local, &keys) {
+        (Some(d), _, _) => d
+            .verify(&user, input, rhost.as_deref(), &s.ctx.service)
+            .map_err(|e| s.daemon_unavailable(&e)),
+        (None, Some(backend), Some(keys)) => {
+            let req = AuthRequest::from_config(&config, now, rhost.as_deref());
+            common::login::authenticate(&**backend, &**keys, &user, input, &req)
+                .map_err(|e| s.unavailable("state", &e))
+        }
+        _ => Err(PamError::SYSTEM_ERR),
+    };
     drop(reply);
     match outcome {
         Ok(o) => decide(&mut s, &config, o),
-        Err(e) => s.unavailable("state", &e),
+        Err(code) => code,
     }
 }
 

@@ -12,6 +12,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod auth;
+pub mod daemon;
 pub mod ffi;
 pub mod handle;
 pub mod text;

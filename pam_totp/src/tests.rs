@@ -220,6 +220,8 @@ struct MemoryStorage {
     key: Arc<HostKey>,
     state: PathBuf,
     key_file: PathBuf,
+    /// What the module is told about its effective uid (true: as root, in-process).
+    privileged: bool,
 }
 
 struct Shared(Arc<Memory>);
@@ -277,6 +279,9 @@ impl Storage for MemoryStorage {
         }
         Ok(Box::new(FixedKey(self.key.clone())))
     }
+    fn privileged(&self) -> bool {
+        self.privileged
+    }
 }
 
 /// An in-memory store and key with one enrolled user.
@@ -298,6 +303,7 @@ impl Fixture {
                 key: Arc::new(HostKey::generate().unwrap()),
                 state: state.clone(),
                 key_file: PathBuf::from("/fixture/key"),
+                privileged: true,
             },
             config: PathBuf::from("/nonexistent/pam_totp-unit.conf"),
             state,
@@ -781,4 +787,188 @@ fn outside_strings_are_printable() {
 fn guard_turns_a_panic_into_system_err() {
     assert_eq!(crate::auth::guard(|| PamError::IGNORE), PamError::IGNORE);
     assert_eq!(crate::auth::guard(|| panic!("boom")), PamError::SYSTEM_ERR);
+}
+
+/// The pam_totpd hook through the decision logic: backend etcd sends even root's logins to
+/// the daemon. A fake daemon on a temporary socket answers with scripted replies.
+mod via_daemon {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// The fixture with a real config file and a directory for the daemon's socket.
+    fn daemon_fixture() -> (Fixture, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Fixture::new();
+        f.config = dir.path().join("pam_totp.conf");
+        (f, dir)
+    }
+
+    fn daemon_config(f: &Fixture, socket: &std::path::Path, extra: &str) {
+        std::fs::write(
+            &f.config,
+            format!(
+                "backend = \"etcd\"\nsocket = \"{}\"\n{extra}\n[etcd]\nendpoints = [\"https://192.0.2.1:2379\"]\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Serves one connection per reply, in order; returns the requests it read.
+    fn fake_daemon(
+        listener: UnixListener,
+        replies: Vec<proto::Reply>,
+    ) -> std::thread::JoinHandle<Vec<proto::Request>> {
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for reply in replies {
+                let (mut s, _) = listener.accept().unwrap();
+                let body = proto::read_frame(&mut s).unwrap();
+                seen.push(proto::Request::decode(&body).unwrap());
+                std::io::Write::write_all(&mut s, &reply.encode()).unwrap();
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn the_code_goes_to_the_daemon_and_its_outcome_is_mapped() {
+        let (f, dir) = daemon_fixture();
+        let socket = dir.path().join("d.sock");
+        daemon_config(&f, &socket, "");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = fake_daemon(
+            listener,
+            vec![
+                proto::Reply::Enrolled,
+                proto::Reply::Rejected {
+                    failures: 5,
+                    locked_until: Some(NOW + 300),
+                },
+            ],
+        );
+        let mut h = Fake::new("alice", answer(b"123 456"));
+        assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+        assert_eq!(h.told(Notice::Error), vec![text::locked_until(NOW + 300)]);
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen[0],
+            proto::Request::IsEnrolled {
+                user: "alice".into()
+            }
+        );
+        let proto::Request::Verify(v) = &seen[1] else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(
+            (
+                v.user.as_str(),
+                v.code.as_str(),
+                v.rhost.as_deref(),
+                v.service.as_str()
+            ),
+            ("alice", "123 456", Some("198.51.100.7"), "unit")
+        );
+        // The module's own state was not used.
+        assert_eq!(f.status("alice").counters.failures, 0);
+    }
+
+    #[test]
+    fn not_enrolled_and_nullok_are_decided_without_a_prompt() {
+        let (f, dir) = daemon_fixture();
+        let socket = dir.path().join("d.sock");
+        daemon_config(&f, &socket, "");
+        let server = fake_daemon(
+            UnixListener::bind(&socket).unwrap(),
+            vec![proto::Reply::NotEnrolled, proto::Reply::NotEnrolled],
+        );
+        let mut h = Fake::new("alice", vec![]);
+        assert_eq!(f.run(&mut h, &["nullok"]), PamError::IGNORE);
+        let mut h = Fake::new("alice", vec![]);
+        assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+        assert!(h.prompts.is_empty());
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn no_daemon_a_silent_one_or_a_refusal_fail_closed_naming_the_socket() {
+        let (f, dir) = daemon_fixture();
+        let socket = dir.path().join("d.sock");
+        daemon_config(&f, &socket, "daemon_timeout_ms = 200");
+        let mut h = Fake::new("alice", vec![]);
+        assert_eq!(f.run(&mut h, &[]), PamError::AUTHINFO_UNAVAIL);
+        let errs = h.logged(Level::Err);
+        assert!(
+            errs.len() == 1 && errs[0].contains(&socket.display().to_string()),
+            "{errs:?}"
+        );
+        assert!(h.prompts.is_empty());
+
+        // Listening, never answering: cut at daemon_timeout_ms.
+        let silent = UnixListener::bind(&socket).unwrap();
+        let start = std::time::Instant::now();
+        let mut h = Fake::new("alice", vec![]);
+        assert_eq!(f.run(&mut h, &[]), PamError::AUTHINFO_UNAVAIL);
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        let errs = h.logged(Level::Err);
+        assert!(
+            errs[0].contains("no answer within 200 ms")
+                && errs[0].contains(&socket.display().to_string()),
+            "{errs:?}"
+        );
+        drop(silent);
+        std::fs::remove_file(&socket).unwrap();
+
+        // Refused by policy, and an unexpected reply: both fail closed.
+        for reply in [
+            proto::Reply::Denied,
+            proto::Reply::Unavailable(proto::Unavailable::State),
+            proto::Reply::Accepted {
+                step: 1,
+                prior: proto::Prior::default(),
+            },
+        ] {
+            let server = fake_daemon(UnixListener::bind(&socket).unwrap(), vec![reply.clone()]);
+            let mut h = Fake::new("alice", vec![]);
+            assert_eq!(f.run(&mut h, &[]), PamError::AUTHINFO_UNAVAIL, "{reply:?}");
+            server.join().unwrap();
+            std::fs::remove_file(&socket).unwrap();
+        }
+    }
+
+    #[test]
+    fn root_with_backend_files_stays_in_process() {
+        let (f, _dir) = daemon_fixture();
+        // A socket that does not exist: in-process logins never look at it.
+        std::fs::write(&f.config, "socket = \"/nonexistent/pam_totp.sock\"\n").unwrap();
+        let mut h = Fake::new("alice", answer(&f.code(NOW)));
+        assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    }
+
+    #[test]
+    fn not_root_with_backend_files_asks_the_daemon() {
+        let (mut f, dir) = daemon_fixture();
+        f.storage.privileged = false;
+        let socket = dir.path().join("d.sock");
+        std::fs::write(&f.config, format!("socket = \"{}\"\n", socket.display())).unwrap();
+        let server = fake_daemon(
+            UnixListener::bind(&socket).unwrap(),
+            vec![
+                proto::Reply::Enrolled,
+                proto::Reply::Accepted {
+                    step: 1,
+                    prior: proto::Prior::default(),
+                },
+            ],
+        );
+        let mut h = Fake::new("alice", answer(b"000000"));
+        assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+        assert_eq!(server.join().unwrap().len(), 2);
+        // The in-process store was not used: the typed code was never checked there.
+        assert_eq!(f.status("alice").counters.last_counter, None);
+    }
 }

@@ -30,9 +30,12 @@ const CONF: &str = "/etc/security/pam_totp.conf";
 const STATE: &str = "/var/lib/pam_totp";
 const MODULE_DEB: &str = "/usr/lib/x86_64-linux-gnu/security/pam_totp.so";
 const CLI: &str = "/usr/bin/totp-enroll";
+const DAEMON: &str = "/usr/sbin/pam_totpd";
+/// The enable symlink of pam_totpd.socket (made by deb-systemd-helper, also without systemd).
+const SOCKET_WANTS: &str = "/etc/systemd/system/sockets.target.wants/pam_totpd.socket";
 
 /// Every key of SPEC's config file section.
-const CONFIG_KEYS: [&str; 13] = [
+const CONFIG_KEYS: [&str; 16] = [
     "state_dir",
     "key_file",
     "nullok",
@@ -46,6 +49,9 @@ const CONFIG_KEYS: [&str; 13] = [
     "digits",
     "period",
     "recovery_codes",
+    "backend",
+    "socket",
+    "daemon_timeout_ms",
 ];
 
 /// dpkg and the system-wide paths admit one test at a time.
@@ -218,7 +224,11 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
             continue;
         }
         files += 1;
-        let want = if path == CLI { 0o4755 } else { 0o644 };
+        let want = match path {
+            CLI => 0o4755,
+            DAEMON => 0o755,
+            _ => 0o644,
+        };
         assert_eq!(
             mode_of(path),
             (want, 0, 0),
@@ -238,9 +248,17 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         "/usr/share/doc/libpam-totp/README.md",
         "/usr/share/doc/libpam-totp/copyright",
         "/usr/share/doc/libpam-totp/examples/pam.d/sshd.publickey-and-code",
+        DAEMON,
+        "/usr/lib/systemd/system/pam_totpd.socket",
+        "/usr/lib/systemd/system/pam_totpd.service",
+        "/usr/share/man/man8/pam_totpd.8.gz",
     ] {
         assert!(listed.lines().any(|l| l == p), "{p} not in the package");
     }
+    assert!(
+        fs::symlink_metadata(SOCKET_WANTS).is_ok(),
+        "pam_totpd.socket should be enabled on install"
+    );
     assert!(files >= 12, "only {files} files installed");
     assert!(
         fs::read_to_string("/usr/share/doc/libpam-totp/copyright")
@@ -395,7 +413,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
     let key_new = format!("{KEY}.new");
     fs::write(&key_new, [0u8; 32]).unwrap();
     dpkg_ok(&["--purge", DEB_NAME]);
-    for p in [KEY, key_new.as_str(), CONF, STATE] {
+    for p in [KEY, key_new.as_str(), CONF, STATE, SOCKET_WANTS] {
         assert!(fs::symlink_metadata(p).is_err(), "{p} left after purge");
     }
     assert!(!installed(DEB_NAME));
@@ -512,6 +530,10 @@ fn rpm_lists_every_file_with_its_mode() {
     let want: &[(&str, u32, bool)] = &[
         ("/usr/lib64/security/pam_totp.so", 0o755, false),
         ("/usr/bin/totp-enroll", 0o4755, false),
+        ("/usr/sbin/pam_totpd", 0o755, false),
+        ("/usr/lib/systemd/system/pam_totpd.socket", 0o644, false),
+        ("/usr/lib/systemd/system/pam_totpd.service", 0o644, false),
+        ("/usr/share/man/man8/pam_totpd.8", 0o644, false),
         ("/etc/security/pam_totp.conf", 0o644, true),
         ("/usr/share/man/man8/pam_totp.8", 0o644, false),
         ("/usr/share/man/man1/totp-enroll.1", 0o644, false),

@@ -1,0 +1,751 @@
+//! The private protocol between `pam_totp.so` (and later `totp-enroll`) and `pam_totpd`, over
+//! the daemon's Unix stream socket. One request, one reply, then the daemon closes.
+//!
+//! A frame is a fixed binary layout, all integers big-endian:
+//!
+//! ```text
+//! u32  len      bytes that follow, 2 ..= MAX_FRAME_LEN
+//! u8   version  VERSION
+//! u8   kind     which message (below)
+//! ...  body     the message's fields, in order, nothing after them
+//! ```
+//!
+//! Field types: `str` is a `u8` length then that many bytes of UTF-8 (so at most 255
+//! bytes); `opt<T>` is a `u8` tag, 0 (absent) or 1 followed by a `T`; `u32`, `u64`, `i64`.
+//!
+//! | kind | message | body |
+//! |---|---|---|
+//! | 0x01 | `Verify` | user str, code str (at most [`MAX_CODE_LEN`]), rhost opt<str>, service str |
+//! | 0x02 | `IsEnrolled` | user str |
+//! | 0x81 | `Accepted` | step u64, prior |
+//! | 0x82 | `RecoveryAccepted` | remaining u32, prior |
+//! | 0x83 | `Rejected` | failures u32, locked_until opt<i64> |
+//! | 0x84 | `Replayed` | failures u32, locked_until opt<i64> |
+//! | 0x85 | `Locked` | until i64 |
+//! | 0x86 | `NotEnrolled` | |
+//! | 0x87 | `Enrolled` | |
+//! | 0x88 | `Unavailable` | reason u8 ([`Unavailable`]) |
+//! | 0x89 | `Denied` | |
+//! | 0x8a | `BadRequest` | |
+//!
+//! `prior` (rejected attempts since the last success) is count u32, last_rhost opt<str>,
+//! last_at opt<i64>.
+//!
+//! Why a hand-rolled layout rather than a serde format: the decoder runs inside sshd and
+//! sudo (the reply) and in a root daemon that every local user can reach (the request). This
+//! one is a few dozen lines with no dependency, bounded before anything is allocated (the
+//! length prefix is checked against [`MAX_FRAME_LEN`], every string against 255 bytes), has
+//! exactly one encoding per message (anything else, trailing bytes included, is an error) and
+//! no recursion, so a fuzzer covers it quickly. No policy value (window, max_failures, ...)
+//! can even be expressed in a request: the daemon's own config decides them.
+//!
+//! Buffers that may hold a code are [`Zeroizing`]: wiped when dropped.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use zeroize::Zeroizing;
+
+/// Protocol version carried by every frame.
+pub const VERSION: u8 = 1;
+/// Largest frame body (after the 4-byte length), in bytes. The largest valid message is
+/// about 600 bytes.
+pub const MAX_FRAME_LEN: usize = 1024;
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+/// Longest code sent (the module treats a longer answer as a wrong code before sending).
+pub const MAX_CODE_LEN: usize = 64;
+/// Longest string field.
+pub const MAX_STR_LEN: usize = 255;
+
+const VERIFY: u8 = 0x01;
+const IS_ENROLLED: u8 = 0x02;
+const ACCEPTED: u8 = 0x81;
+const RECOVERY_ACCEPTED: u8 = 0x82;
+const REJECTED: u8 = 0x83;
+const REPLAYED: u8 = 0x84;
+const LOCKED: u8 = 0x85;
+const NOT_ENROLLED: u8 = 0x86;
+const ENROLLED: u8 = 0x87;
+const UNAVAILABLE: u8 = 0x88;
+const DENIED: u8 = 0x89;
+const BAD_REQUEST: u8 = 0x8a;
+
+/// One code to check for one user. `service` is for the daemon's log only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Verify {
+    pub user: String,
+    pub code: Zeroizing<String>,
+    pub rhost: Option<String>,
+    pub service: String,
+}
+
+impl fmt::Debug for Verify {
+    // Never the code.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verify")
+            .field("user", &self.user)
+            .field("rhost", &self.rhost)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Verify(Verify),
+    IsEnrolled { user: String },
+}
+
+impl Request {
+    /// The account the request is about (what SO_PEERCRED authorization checks).
+    pub fn user(&self) -> &str {
+        match self {
+            Request::Verify(v) => &v.user,
+            Request::IsEnrolled { user } => user,
+        }
+    }
+}
+
+/// Rejected attempts since the last success, shown after a success.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Prior {
+    pub count: u32,
+    pub last_rhost: Option<String>,
+    pub last_at: Option<i64>,
+}
+
+/// Why the daemon could not decide (the module fails closed with PAM_AUTHINFO_UNAVAIL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// State missing, unreadable, corrupt or unsafe.
+    State = 1,
+    /// Host key missing, unreadable or unsafe.
+    Key = 2,
+    /// The daemon's backend (e.g. the fleet store) did not answer.
+    Backend = 3,
+    /// Too many connections at once.
+    Busy = 4,
+    /// Anything else.
+    Internal = 5,
+}
+
+impl Unavailable {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Unavailable::State,
+            2 => Unavailable::Key,
+            3 => Unavailable::Backend,
+            4 => Unavailable::Busy,
+            5 => Unavailable::Internal,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unavailable::State => "state unavailable",
+            Unavailable::Key => "host key unavailable",
+            Unavailable::Backend => "backend unavailable",
+            Unavailable::Busy => "daemon busy",
+            Unavailable::Internal => "internal error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A fresh TOTP code; `step` is now the last accepted step.
+    Accepted {
+        step: u64,
+        prior: Prior,
+    },
+    RecoveryAccepted {
+        remaining: u32,
+        prior: Prior,
+    },
+    Rejected {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
+    Replayed {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
+    /// Locked before this attempt; the code was not looked at.
+    Locked {
+        until: i64,
+    },
+    NotEnrolled,
+    /// Answer to `IsEnrolled` (otherwise `NotEnrolled`).
+    Enrolled,
+    Unavailable(Unavailable),
+    /// The caller's uid may not ask about this account.
+    Denied,
+    /// The request did not parse or named an invalid user.
+    BadRequest,
+}
+
+/// Why a frame was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Length prefix 0, 1 or above [`MAX_FRAME_LEN`].
+    Length(u32),
+    Version(u8),
+    Kind(u8),
+    /// A field runs past the end of the frame.
+    Truncated,
+    /// Bytes left after the last field.
+    Trailing,
+    /// A string that is not UTF-8, or a code longer than [`MAX_CODE_LEN`].
+    BadString,
+    /// An option tag or enum value out of range.
+    BadTag,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Length(n) => write!(f, "frame length {n} out of range"),
+            DecodeError::Version(v) => write!(f, "protocol version {v}, expected {VERSION}"),
+            DecodeError::Kind(k) => write!(f, "unknown message kind {k:#04x}"),
+            DecodeError::Truncated => f.write_str("truncated frame"),
+            DecodeError::Trailing => f.write_str("trailing bytes after the message"),
+            DecodeError::BadString => f.write_str("invalid string field"),
+            DecodeError::BadTag => f.write_str("invalid tag"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Builds a frame in one buffer allocated once (no reallocation leaves a copy behind), wiped
+/// when dropped.
+struct Writer(Zeroizing<Vec<u8>>);
+
+impl Writer {
+    fn new(kind: u8) -> Self {
+        let mut v = Vec::with_capacity(HEADER_LEN + MAX_FRAME_LEN);
+        v.extend_from_slice(&[0, 0, 0, 0, VERSION, kind]);
+        Writer(Zeroizing::new(v))
+    }
+
+    /// Strings longer than the field allows are cut on a character boundary: the encoder
+    /// never fails and never makes a frame the decoder refuses.
+    fn str(&mut self, s: &str, max: usize) {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.0.push(end as u8);
+        self.0.extend_from_slice(&s.as_bytes()[..end]);
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.0.push(0),
+            Some(s) => {
+                self.0.push(1);
+                self.str(s, MAX_STR_LEN);
+            }
+        }
+    }
+
+    fn u32(&mut self, n: u32) {
+        self.0.extend_from_slice(&n.to_be_bytes());
+    }
+
+    fn u64(&mut self, n: u64) {
+        self.0.extend_from_slice(&n.to_be_bytes());
+    }
+
+    fn i64(&mut self, n: i64) {
+        self.0.extend_from_slice(&n.to_be_bytes());
+    }
+
+    fn opt_i64(&mut self, n: Option<i64>) {
+        match n {
+            None => self.0.push(0),
+            Some(n) => {
+                self.0.push(1);
+                self.i64(n);
+            }
+        }
+    }
+
+    fn prior(&mut self, p: &Prior) {
+        self.u32(p.count);
+        self.opt_str(p.last_rhost.as_deref());
+        self.opt_i64(p.last_at);
+    }
+
+    fn finish(mut self) -> Zeroizing<Vec<u8>> {
+        let len = (self.0.len() - HEADER_LEN) as u32;
+        debug_assert!(len as usize <= MAX_FRAME_LEN);
+        self.0[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        self.0
+    }
+}
+
+/// Reads fields from a frame body; every read is bounds-checked.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.rest.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(self.u64()? as i64)
+    }
+
+    fn str_bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = usize::from(self.u8()?);
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<String, DecodeError> {
+        std::str::from_utf8(self.str_bytes()?)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::BadString)
+    }
+
+    fn tag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::BadTag),
+        }
+    }
+
+    fn opt_str(&mut self) -> Result<Option<String>, DecodeError> {
+        if self.tag()? {
+            self.str().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_i64(&mut self) -> Result<Option<i64>, DecodeError> {
+        if self.tag()? {
+            self.i64().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn prior(&mut self) -> Result<Prior, DecodeError> {
+        Ok(Prior {
+            count: self.u32()?,
+            last_rhost: self.opt_str()?,
+            last_at: self.opt_i64()?,
+        })
+    }
+
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Trailing)
+        }
+    }
+}
+
+/// Checks version and returns the kind and a reader of the body. `body` is the frame
+/// without its length prefix.
+fn open(body: &[u8]) -> Result<(u8, Reader<'_>), DecodeError> {
+    if body.len() < 2 || body.len() > MAX_FRAME_LEN {
+        return Err(DecodeError::Length(body.len() as u32));
+    }
+    if body[0] != VERSION {
+        return Err(DecodeError::Version(body[0]));
+    }
+    Ok((body[1], Reader { rest: &body[2..] }))
+}
+
+impl Request {
+    /// The whole frame, length prefix included.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            Request::Verify(v) => {
+                let mut w = Writer::new(VERIFY);
+                w.str(&v.user, MAX_STR_LEN);
+                w.str(&v.code, MAX_CODE_LEN);
+                w.opt_str(v.rhost.as_deref());
+                w.str(&v.service, MAX_STR_LEN);
+                w.finish()
+            }
+            Request::IsEnrolled { user } => {
+                let mut w = Writer::new(IS_ENROLLED);
+                w.str(user, MAX_STR_LEN);
+                w.finish()
+            }
+        }
+    }
+
+    /// Decodes a frame body (what [`read_frame`] returns).
+    pub fn decode(body: &[u8]) -> Result<Request, DecodeError> {
+        let (kind, mut r) = open(body)?;
+        let req = match kind {
+            VERIFY => {
+                let user = r.str()?;
+                let code = r.str_bytes()?;
+                if code.len() > MAX_CODE_LEN {
+                    return Err(DecodeError::BadString);
+                }
+                let code = Zeroizing::new(
+                    std::str::from_utf8(code)
+                        .map_err(|_| DecodeError::BadString)?
+                        .to_owned(),
+                );
+                Request::Verify(Verify {
+                    user,
+                    code,
+                    rhost: r.opt_str()?,
+                    service: r.str()?,
+                })
+            }
+            IS_ENROLLED => Request::IsEnrolled { user: r.str()? },
+            k => return Err(DecodeError::Kind(k)),
+        };
+        r.end()?;
+        Ok(req)
+    }
+}
+
+impl Reply {
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut w;
+        match self {
+            Reply::Accepted { step, prior } => {
+                w = Writer::new(ACCEPTED);
+                w.u64(*step);
+                w.prior(prior);
+            }
+            Reply::RecoveryAccepted { remaining, prior } => {
+                w = Writer::new(RECOVERY_ACCEPTED);
+                w.u32(*remaining);
+                w.prior(prior);
+            }
+            Reply::Rejected {
+                failures,
+                locked_until,
+            } => {
+                w = Writer::new(REJECTED);
+                w.u32(*failures);
+                w.opt_i64(*locked_until);
+            }
+            Reply::Replayed {
+                failures,
+                locked_until,
+            } => {
+                w = Writer::new(REPLAYED);
+                w.u32(*failures);
+                w.opt_i64(*locked_until);
+            }
+            Reply::Locked { until } => {
+                w = Writer::new(LOCKED);
+                w.i64(*until);
+            }
+            Reply::NotEnrolled => w = Writer::new(NOT_ENROLLED),
+            Reply::Enrolled => w = Writer::new(ENROLLED),
+            Reply::Unavailable(why) => {
+                w = Writer::new(UNAVAILABLE);
+                w.0.push(*why as u8);
+            }
+            Reply::Denied => w = Writer::new(DENIED),
+            Reply::BadRequest => w = Writer::new(BAD_REQUEST),
+        }
+        w.finish()
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Reply, DecodeError> {
+        let (kind, mut r) = open(body)?;
+        let reply = match kind {
+            ACCEPTED => Reply::Accepted {
+                step: r.u64()?,
+                prior: r.prior()?,
+            },
+            RECOVERY_ACCEPTED => Reply::RecoveryAccepted {
+                remaining: r.u32()?,
+                prior: r.prior()?,
+            },
+            REJECTED => Reply::Rejected {
+                failures: r.u32()?,
+                locked_until: r.opt_i64()?,
+            },
+            REPLAYED => Reply::Replayed {
+                failures: r.u32()?,
+                locked_until: r.opt_i64()?,
+            },
+            LOCKED => Reply::Locked { until: r.i64()? },
+            NOT_ENROLLED => Reply::NotEnrolled,
+            ENROLLED => Reply::Enrolled,
+            UNAVAILABLE => {
+                Reply::Unavailable(Unavailable::from_u8(r.u8()?).ok_or(DecodeError::BadTag)?)
+            }
+            DENIED => Reply::Denied,
+            BAD_REQUEST => Reply::BadRequest,
+            k => return Err(DecodeError::Kind(k)),
+        };
+        r.end()?;
+        Ok(reply)
+    }
+}
+
+/// Why [`read_frame`] failed.
+#[derive(Debug)]
+pub enum FrameError {
+    /// Reading failed: EOF, a timeout, a reset.
+    Io(io::Error),
+    /// The length prefix is out of range; nothing after it was read.
+    Length(u32),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "{e}"),
+            FrameError::Length(n) => write!(f, "frame length {n} out of range"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads one frame and returns its body (version, kind, fields). The length is checked
+/// before the body's buffer is allocated, so an oversized prefix costs nothing. The buffer
+/// is allocated once at its final size and wiped when dropped.
+pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    let mut len = [0u8; HEADER_LEN];
+    r.read_exact(&mut len).map_err(FrameError::Io)?;
+    let n = u32::from_be_bytes(len);
+    if !(2..=MAX_FRAME_LEN as u32).contains(&n) {
+        return Err(FrameError::Length(n));
+    }
+    let mut body = Zeroizing::new(vec![0u8; n as usize]);
+    r.read_exact(&mut body).map_err(FrameError::Io)?;
+    Ok(body)
+}
+
+/// A stream read under one deadline for the whole frame, not one per read: a peer that
+/// sends a byte now and then cannot hold a connection open past it.
+pub struct Deadline<'a> {
+    pub stream: &'a UnixStream,
+    pub deadline: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verify(code: &str) -> Request {
+        Request::Verify(Verify {
+            user: "alice".into(),
+            code: Zeroizing::new(code.into()),
+            rhost: Some("203.0.113.9".into()),
+            service: "swaylock".into(),
+        })
+    }
+
+    fn body(frame: &[u8]) -> &[u8] {
+        &frame[HEADER_LEN..]
+    }
+
+    #[test]
+    fn fixed_layout() {
+        let f = Request::IsEnrolled { user: "bob".into() }.encode();
+        assert_eq!(&f[..], &[0, 0, 0, 6, VERSION, 0x02, 3, b'b', b'o', b'b']);
+        let f = Reply::Locked { until: 1 }.encode();
+        assert_eq!(&f[..], &[0, 0, 0, 10, 1, 0x85, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let f = verify("123456").encode();
+        let mut want = vec![0, 0, 0, 0, 1, 0x01, 5];
+        want.extend_from_slice(b"alice");
+        want.push(6);
+        want.extend_from_slice(b"123456");
+        want.extend_from_slice(&[1, 11]);
+        want.extend_from_slice(b"203.0.113.9");
+        want.push(8);
+        want.extend_from_slice(b"swaylock");
+        let n = (want.len() - 4) as u8;
+        want[3] = n;
+        assert_eq!(&f[..], &want[..]);
+    }
+
+    #[test]
+    fn round_trips() {
+        let reqs = [
+            verify("123 456"),
+            Request::Verify(Verify {
+                user: "x".into(),
+                code: Zeroizing::new(String::new()),
+                rhost: None,
+                service: String::new(),
+            }),
+            Request::IsEnrolled {
+                user: "carol".into(),
+            },
+        ];
+        for r in reqs {
+            assert_eq!(Request::decode(body(&r.encode())).unwrap(), r);
+        }
+        let prior = Prior {
+            count: 3,
+            last_rhost: Some("h".into()),
+            last_at: Some(-5),
+        };
+        let replies = [
+            Reply::Accepted {
+                step: u64::MAX,
+                prior: prior.clone(),
+            },
+            Reply::Accepted {
+                step: 1,
+                prior: Prior::default(),
+            },
+            Reply::RecoveryAccepted {
+                remaining: 9,
+                prior,
+            },
+            Reply::Rejected {
+                failures: 2,
+                locked_until: None,
+            },
+            Reply::Rejected {
+                failures: 5,
+                locked_until: Some(i64::MAX),
+            },
+            Reply::Replayed {
+                failures: 1,
+                locked_until: Some(7),
+            },
+            Reply::Locked { until: i64::MIN },
+            Reply::NotEnrolled,
+            Reply::Enrolled,
+            Reply::Unavailable(Unavailable::State),
+            Reply::Unavailable(Unavailable::Key),
+            Reply::Unavailable(Unavailable::Backend),
+            Reply::Unavailable(Unavailable::Busy),
+            Reply::Unavailable(Unavailable::Internal),
+            Reply::Denied,
+            Reply::BadRequest,
+        ];
+        for r in replies {
+            assert_eq!(Reply::decode(body(&r.encode())).unwrap(), r, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn long_fields_are_cut_not_refused() {
+        let r = Request::Verify(Verify {
+            user: "u".repeat(300),
+            code: Zeroizing::new("é".repeat(40)),
+            rhost: Some("h".repeat(1000)),
+            service: "s".repeat(256),
+        });
+        let f = r.encode();
+        assert!(f.len() <= HEADER_LEN + MAX_FRAME_LEN);
+        let Request::Verify(v) = Request::decode(body(&f)).unwrap() else {
+            panic!("kind")
+        };
+        assert_eq!(v.user.len(), 255);
+        // 32 two-byte characters fit in 64 bytes.
+        assert_eq!(*v.code, "é".repeat(32));
+        assert_eq!(v.rhost.unwrap().len(), 255);
+        assert_eq!(v.service.len(), 255);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        let good = verify("123456").encode();
+        let b = body(&good);
+        // Every strict prefix is truncated (or too short to have a kind).
+        for n in 0..b.len() {
+            assert!(Request::decode(&b[..n]).is_err(), "prefix {n}");
+        }
+        let mut t = b.to_vec();
+        t.push(0);
+        assert_eq!(Request::decode(&t), Err(DecodeError::Trailing));
+        let mut v = b.to_vec();
+        v[0] = 2;
+        assert_eq!(Request::decode(&v), Err(DecodeError::Version(2)));
+        let mut k = b.to_vec();
+        k[1] = 0x81;
+        assert_eq!(Request::decode(&k), Err(DecodeError::Kind(0x81)));
+        // The rhost tag (after user and code) must be 0 or 1.
+        let mut tag = b.to_vec();
+        tag[2 + 6 + 7] = 2;
+        assert_eq!(Request::decode(&tag), Err(DecodeError::BadTag));
+        let mut utf = b.to_vec();
+        utf[3] = 0xff;
+        assert_eq!(Request::decode(&utf), Err(DecodeError::BadString));
+        // A code field over MAX_CODE_LEN is refused even though it fits a string.
+        let mut long = vec![VERSION, 0x01, 1, b'a', 65];
+        long.extend_from_slice(&[b'1'; 65]);
+        long.extend_from_slice(&[0, 0]);
+        assert_eq!(Request::decode(&long), Err(DecodeError::BadString));
+        assert_eq!(Reply::decode(&[VERSION, 0x88, 9]), Err(DecodeError::BadTag));
+        assert_eq!(
+            Request::decode(&vec![VERSION; MAX_FRAME_LEN + 1]),
+            Err(DecodeError::Length(MAX_FRAME_LEN as u32 + 1))
+        );
+    }
+
+    #[test]
+    fn read_frame_checks_the_length_first() {
+        let f = verify("1").encode();
+        let got = read_frame(&mut &f[..]).unwrap();
+        assert_eq!(&got[..], body(&f));
+        for bad in [0u32, 1, MAX_FRAME_LEN as u32 + 1, u32::MAX] {
+            let mut input = bad.to_be_bytes().to_vec();
+            input.extend_from_slice(&[0; 8]);
+            assert!(matches!(
+                read_frame(&mut &input[..]),
+                Err(FrameError::Length(n)) if n == bad
+            ));
+        }
+        // A body shorter than its prefix says: an I/O error (EOF), not a short frame.
+        let short = [0, 0, 0, 10, 1, 2];
+        assert!(matches!(
+            read_frame(&mut &short[..]),
+            Err(FrameError::Io(_))
+        ));
+    }
+}
