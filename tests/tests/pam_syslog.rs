@@ -44,17 +44,23 @@ impl Listener {
     /// pamtester as [`pamtester`] runs it, but logging to us.
     fn pamtester(&self, service: &str, user: &str, input: &str, rhost: &str) -> Run {
         let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg("mount --bind \"$0\" /dev/log && exec /usr/bin/pamtester \"$@\"")
-            .arg(&self.path)
-            .args([
-                "-v",
-                "-I",
-                &format!("rhost={rhost}"),
-                service,
-                user,
-                "authenticate",
-            ]);
+        cmd.args([
+            "--mount",
+            "--propagation",
+            integration_tests::mount_propagation(),
+            "sh",
+            "-c",
+        ])
+        .arg("mount --bind \"$0\" /dev/log && exec /usr/bin/pamtester \"$@\"")
+        .arg(&self.path)
+        .args([
+            "-v",
+            "-I",
+            &format!("rhost={rhost}"),
+            service,
+            user,
+            "authenticate",
+        ]);
         let run = run_with_timeout(
             cmd,
             format!("{input}\n").as_bytes(),

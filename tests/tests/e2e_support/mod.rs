@@ -358,11 +358,18 @@ impl Sshd {
             )
             .unwrap();
             let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-                .arg(r#"mount --bind "$0" /etc/pam.d/sshd && exec /usr/sbin/sshd "$@""#)
-                .arg(&pam_file)
-                .args(["-D", "-e", "-f"])
-                .arg(&config);
+            c.args([
+                "--mount",
+                "--propagation",
+                integration_tests::mount_propagation(),
+                "--",
+                "sh",
+                "-c",
+            ])
+            .arg(r#"mount --bind "$0" /etc/pam.d/sshd && exec /usr/sbin/sshd "$@""#)
+            .arg(&pam_file)
+            .args(["-D", "-e", "-f"])
+            .arg(&config);
             c.stdin(Stdio::null())
                 .stdout(fs::File::create(&log).unwrap())
                 .stderr(fs::File::options().append(true).open(&log).unwrap());
@@ -641,11 +648,16 @@ pub fn rerun_in_private_root(name: &str) -> bool {
     let exe = std::env::current_exe().unwrap();
     let cwd = std::env::current_dir().unwrap();
     let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "--"])
-        .args(["sh", "-c", PRIVATE_ROOT_SCRIPT, "sh"])
-        .args([top.path(), &cwd, &repo, &target, &exe])
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(PRIVATE_ROOT_ENV, "1");
+    c.args([
+        "--mount",
+        "--propagation",
+        integration_tests::mount_propagation(),
+        "--",
+    ])
+    .args(["sh", "-c", PRIVATE_ROOT_SCRIPT, "sh"])
+    .args([top.path(), &cwd, &repo, &target, &exe])
+    .args([name, "--exact", "--nocapture", "--test-threads=1"])
+    .env(PRIVATE_ROOT_ENV, "1");
     let r = run_with_timeout(c, b"", Duration::from_secs(900));
     assert!(
         r.success() && r.stdout.contains("test result: ok. 1 passed"),
