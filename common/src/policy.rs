@@ -44,6 +44,8 @@ pub enum Matched {
     Recovery(usize),
     /// Nothing: a wrong or malformed code.
     Nothing,
+    /// A recovery code of the enrollment that is already spent, and no unspent one.
+    RecoverySpent,
 }
 
 /// What happened to rejected attempts before this success.
@@ -72,7 +74,8 @@ pub enum Outcome {
         failures: u32,
         locked_until: Option<i64>,
     },
-    /// A correct code of a time step at or before `last_counter`: counted as a failure.
+    /// A correct code of a time step at or before `last_counter`, or a recovery code
+    /// already spent: counted as a failure.
     Replayed {
         failures: u32,
         locked_until: Option<i64>,
@@ -153,7 +156,18 @@ pub fn decide(
                 .then(|| now.saturating_add(i64::try_from(req.lockout_secs).unwrap_or(i64::MAX)));
             c.locked_until = locked_until;
             let failures = c.failures;
-            if matches!(m, Matched::Replayed | Matched::Fresh(_)) {
+            // A spent recovery code (named by index, or found spent by the matcher) is a
+            // replay too; an index past the list is a plain wrong code.
+            let spent_recovery = match m {
+                Matched::Recovery(i) => i < recovery_codes.min(recovery::MAX_RECOVERY_CODES),
+                _ => false,
+            };
+            if spent_recovery
+                || matches!(
+                    m,
+                    Matched::Replayed | Matched::Fresh(_) | Matched::RecoverySpent
+                )
+            {
                 Outcome::Replayed {
                     failures,
                     locked_until,
@@ -316,13 +330,36 @@ mod tests {
         ));
         let c = d.counters.unwrap();
         assert_eq!(c.recovery_used, 0b010);
-        // The same index again (a matcher that ignored the bitmap) is a wrong code.
+        // The same index again (a matcher that ignored the bitmap) is a replay.
         let d = decide(&c, 3, Matched::Recovery(1), &req(5));
-        assert!(matches!(d.outcome, Outcome::Rejected { failures: 1, .. }));
-        // An index past the list is a wrong code too.
+        assert!(matches!(d.outcome, Outcome::Replayed { failures: 1, .. }));
+        assert!(!d.durable);
+        assert_eq!(d.counters.unwrap().recovery_used, 0b010);
+        // An index past the list is a wrong code.
         let d = decide(&c, 3, Matched::Recovery(3), &req(5));
         assert!(matches!(d.outcome, Outcome::Rejected { .. }));
         let d = decide(&c, 3, Matched::Recovery(64), &req(5));
         assert!(matches!(d.outcome, Outcome::Rejected { .. }));
+    }
+
+    #[test]
+    fn a_spent_recovery_code_again_is_a_replay_counted_as_a_failure() {
+        let c = Counters {
+            recovery_used: 0b1,
+            failures: 2,
+            ..Default::default()
+        };
+        let d = decide(&c, 3, Matched::RecoverySpent, &req(3));
+        assert!(!d.durable);
+        assert_eq!(
+            d.outcome,
+            Outcome::Replayed {
+                failures: 3,
+                locked_until: Some(NOW + 60)
+            }
+        );
+        let after = d.counters.unwrap();
+        assert_eq!(after.recovery_used, 0b1);
+        assert_eq!(after.rejected_since_success, 1);
     }
 }

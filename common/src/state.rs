@@ -183,6 +183,17 @@ impl UserState {
         )
     }
 
+    /// Whether `normalized` is a recovery code of this state that is already spent.
+    pub(crate) fn recovery_code_spent(&self, normalized: &str) -> bool {
+        recovery::is_spent(
+            &self.recovery_key,
+            &self.user,
+            &self.recovery_hashes,
+            self.counters.recovery_used,
+            normalized,
+        )
+    }
+
     /// Drops spent recovery codes, so a rewritten file carries only live ones.
     fn compact_recovery_codes(&mut self) {
         recovery::compact(&mut self.recovery_hashes, self.counters.recovery_used);

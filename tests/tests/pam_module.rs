@@ -131,8 +131,18 @@ fn recovery_code_is_accepted_once_and_burnt() {
     a.assert_code(PAM_SUCCESS);
     assert_eq!(a.infos(), vec!["recovery code used, 2 left"]);
 
+    // Spent: a replay, warned about like a reused TOTP code and counted as a failure.
     let again = f.try_code(&s, "alice", &codes[0]);
     again.assert_code(PAM_AUTH_ERR);
+    let errors = again.errors();
+    assert_eq!(errors.len(), 1, "{again:?}");
+    assert!(errors[0].contains("already used"), "{errors:?}");
+    assert!(errors[0].contains("may be compromised"), "{errors:?}");
+    assert_eq!(
+        failures(&f, "alice"),
+        1,
+        "a spent recovery code counts as a failure"
+    );
 
     // Any case, no separator.
     let a = f.try_code(&s, "alice", codes[1].replace('-', "").to_lowercase());
