@@ -271,6 +271,7 @@ pub fn unlock(backend: &dyn Backend, keys: &dyn KeySource, user: &UserName) -> R
         modify(backend, keys, user, None, None, |s| {
             s.counters.failures = 0;
             s.counters.locked_until = None;
+            s.counters.lockouts = 0;
             Ok(())
         }),
     )
@@ -467,6 +468,7 @@ mod tests {
             max_failures: 5,
             lockout_secs: 60,
             rhost: None,
+            lockout_max_secs: 86400,
         }
     }
 

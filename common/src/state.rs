@@ -58,6 +58,13 @@ struct StateFileV1 {
     /// HMAC-SHA256 of each recovery code, hex.
     recovery_codes: Vec<String>,
     secret: Vec<SealedSecret>,
+    /// Locks since the last success; absent (0) in files written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    lockouts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One user's state, decrypted. Wipes its secrets on drop; no `Debug`.
@@ -241,6 +248,7 @@ impl UserState {
             generation: self.generation,
             recovery_codes: self.recovery_hashes.iter().map(|h| hex(h)).collect(),
             secret,
+            lockouts: c.lockouts,
         };
         toml::to_string(&file)
             .map(Zeroizing::new)
@@ -327,6 +335,7 @@ impl SealedState {
             last_rejected_at: f.last_rejected_at,
             // Spent codes are dropped before every write: all listed codes are live.
             recovery_used: 0,
+            lockouts: f.lockouts,
         }
     }
 

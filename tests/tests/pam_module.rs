@@ -274,6 +274,46 @@ fn lockout_after_max_failures_then_unlock_by_time() {
 }
 
 #[test]
+fn each_lock_without_a_success_between_lasts_twice_as_long_up_to_lockout_max_secs() {
+    let f = Fixture::new();
+    f.enroll("alice", 0);
+    let s = f.service("max_failures=1 lockout_secs=1 lockout_max_secs=3");
+    let lock_len = || {
+        let st = f
+            .store()
+            .status(&UserName::parse("alice").unwrap())
+            .unwrap()
+            .unwrap();
+        st.counters.locked_until.unwrap() - st.counters.last_rejected_at.unwrap()
+    };
+    let wait_unlocked = || {
+        let st = f
+            .store()
+            .status(&UserName::parse("alice").unwrap())
+            .unwrap()
+            .unwrap();
+        while now() < st.counters.locked_until.unwrap() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut lengths = Vec::new();
+    for _ in 0..4 {
+        f.try_code(&s, "alice", f.wrong_code())
+            .assert_code(PAM_AUTH_ERR);
+        lengths.push(lock_len());
+        wait_unlocked();
+    }
+    assert_eq!(lengths, vec![1, 2, 3, 3]);
+    // A success resets it.
+    away_from_step_edge();
+    f.try_code(&s, "alice", f.code_at(now()))
+        .assert_code(PAM_SUCCESS);
+    f.try_code(&s, "alice", f.wrong_code())
+        .assert_code(PAM_AUTH_ERR);
+    assert_eq!(lock_len(), 1);
+}
+
+#[test]
 fn max_failures_zero_never_locks() {
     let f = Fixture::new();
     f.enroll("alice", 0);
