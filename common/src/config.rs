@@ -39,6 +39,8 @@ pub struct Config {
     pub socket: PathBuf,
     pub daemon_timeout_ms: u64,
     pub etcd: EtcdConfig,
+    /// The longest lock (progressive lockout doubles each lock up to this).
+    pub lockout_max_secs: u64,
 }
 
 /// Where enrollments live (`backend`).
@@ -94,6 +96,7 @@ impl Default for Config {
             socket: DEFAULT_SOCKET.into(),
             daemon_timeout_ms: 3000,
             etcd: EtcdConfig::default(),
+            lockout_max_secs: 86400,
         }
     }
 }
@@ -138,7 +141,14 @@ pub fn load_with_args<S: AsRef<str>>(args: &[S]) -> Result<Loaded> {
             ("window", Some(v)) => c.window = parse_window(parse_int(name, v)?)?,
             ("max_failures", Some(v)) => c.max_failures = parse_max_failures(parse_int(name, v)?)?,
             ("lockout_secs", Some(v)) => c.lockout_secs = parse_lockout(parse_int(name, v)?)?,
-            ("state_dir" | "key_file" | "window" | "max_failures" | "lockout_secs", None) => {
+            ("lockout_max_secs", Some(v)) => {
+                c.lockout_max_secs = parse_lockout_max(parse_int(name, v)?)?
+            }
+            (
+                "state_dir" | "key_file" | "window" | "max_failures" | "lockout_secs"
+                | "lockout_max_secs",
+                None,
+            ) => {
                 return Err(Error::Config(format!(
                     "option {name} needs a value ({name}=...)"
                 )))
@@ -229,6 +239,7 @@ pub fn apply_toml(config: &mut Config, text: &str) -> std::result::Result<Vec<St
             "window" => config.window = parse_window(int()?).map_err(e)?,
             "max_failures" => config.max_failures = parse_max_failures(int()?).map_err(e)?,
             "lockout_secs" => config.lockout_secs = parse_lockout(int()?).map_err(e)?,
+            "lockout_max_secs" => config.lockout_max_secs = parse_lockout_max(int()?).map_err(e)?,
             "issuer" => config.issuer = Some(parse_issuer(string()?).map_err(e)?),
             "algorithm" => algorithm = string()?.parse::<Algorithm>().map_err(e)?,
             "digits" => {
@@ -402,6 +413,16 @@ fn parse_lockout(n: i64) -> Result<u64> {
     Ok(n as u64)
 }
 
+fn parse_lockout_max(n: i64) -> Result<u64> {
+    const YEAR: i64 = 366 * 24 * 3600;
+    if !(0..=YEAR).contains(&n) {
+        return Err(Error::Config(format!(
+            "lockout_max_secs={n}: must be 0 to {YEAR}"
+        )));
+    }
+    Ok(n as u64)
+}
+
 fn parse_issuer(v: &str) -> Result<String> {
     if v.is_empty() || v.len() > 64 || v.contains(':') || v.chars().any(char::is_control) {
         return Err(Error::Config(format!(
@@ -461,12 +482,27 @@ mod tests {
             "key_file=/a/../b",
             "max_failures=x",
             "lockout_secs=1e9",
+            "lockout_max_secs=99999999",
+            "lockout_max_secs=-1",
+            "lockout_max_secs",
             "nullok=maybe",
             "window",
             "config=relative",
         ] {
             assert!(matches!(args(&[bad]), Err(Error::Config(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn lockout_max_secs_from_options_and_file() {
+        assert_eq!(Config::default().lockout_max_secs, 86400);
+        let c = args(&["lockout_max_secs=3600"]).unwrap().config;
+        assert_eq!(c.lockout_max_secs, 3600);
+        let mut c = Config::default();
+        apply_toml(&mut c, "lockout_max_secs = 7200").unwrap();
+        assert_eq!(c.lockout_max_secs, 7200);
+        let mut c = Config::default();
+        assert!(apply_toml(&mut c, "lockout_max_secs = 40000000").is_err());
     }
 
     #[test]

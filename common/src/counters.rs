@@ -45,6 +45,9 @@ pub struct Counters {
     pub last_rejected_at: Option<i64>,
     /// Bit i set: recovery code i of the state file is spent.
     pub recovery_used: u64,
+    /// Locks since the last success (or `unlock`): the next lock lasts 2^lockouts times
+    /// `lockout_secs`, up to `lockout_max_secs`.
+    pub lockouts: u32,
 }
 
 /// One decoded slot.
@@ -140,6 +143,8 @@ fn encode(user: &UserName, rec: &Record) -> [u8; SLOT_LEN] {
         }
         None => b[68] = 0,
     }
+    // After the longest rhost; records written before this field hold zeros here.
+    b[70 + MAX_RHOST_LEN..74 + MAX_RHOST_LEN].copy_from_slice(&c.lockouts.to_le_bytes());
     let sum = checksum(user, &b[..BODY_LEN]);
     b[BODY_LEN..].copy_from_slice(&sum);
     b
@@ -175,6 +180,7 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
             last_rejected_at: from_i64(i64_at(52)),
             recovery_used: u64_at(60),
             last_rejected_rhost: rhost,
+            lockouts: u32_at(70 + MAX_RHOST_LEN),
         },
     })
 }
@@ -318,6 +324,7 @@ mod tests {
             last_rejected_rhost: Some("192.0.2.7".into()),
             last_rejected_at: Some(-5),
             recovery_used: 0b1010,
+            lockouts: 4,
         };
         let rec = Record {
             seq: 9,

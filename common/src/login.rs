@@ -94,9 +94,14 @@ fn match_code(
     if m.replayed {
         return Matched::Replayed;
     }
-    recovery::normalize(input)
-        .and_then(|n| state.match_recovery_code(&n))
-        .map_or(Matched::Nothing, Matched::Recovery)
+    let Some(n) = recovery::normalize(input) else {
+        return Matched::Nothing;
+    };
+    match state.match_recovery_code(&n) {
+        Some(i) => Matched::Recovery(i),
+        None if state.recovery_code_spent(&n) => Matched::RecoverySpent,
+        None => Matched::Nothing,
+    }
 }
 
 /// The login transaction: load, verify `input` as a TOTP code or a recovery code (typed
@@ -266,6 +271,7 @@ pub fn unlock(backend: &dyn Backend, keys: &dyn KeySource, user: &UserName) -> R
         modify(backend, keys, user, None, None, |s| {
             s.counters.failures = 0;
             s.counters.locked_until = None;
+            s.counters.lockouts = 0;
             Ok(())
         }),
     )
@@ -462,6 +468,7 @@ mod tests {
             max_failures: 5,
             lockout_secs: 60,
             rhost: None,
+            lockout_max_secs: 86400,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct AuthRequest<'a> {
     pub lockout_secs: u64,
     /// Remote host, for the notice shown after rejected attempts.
     pub rhost: Option<&'a str>,
+    /// The longest lock: each lock after another without a success doubles, up to this.
+    pub lockout_max_secs: u64,
 }
 
 impl<'a> AuthRequest<'a> {
@@ -29,8 +31,16 @@ impl<'a> AuthRequest<'a> {
             max_failures: config.max_failures,
             lockout_secs: config.lockout_secs,
             rhost,
+            lockout_max_secs: config.lockout_max_secs,
         }
     }
+}
+
+/// How long the lock after `lockouts` earlier ones (without a success between) lasts:
+/// `lockout_secs` doubled each time, up to `lockout_max_secs`, never below `lockout_secs`.
+pub fn lock_duration(lockout_secs: u64, lockout_max_secs: u64, lockouts: u32) -> u64 {
+    let doubled = lockout_secs.saturating_mul(1u64.checked_shl(lockouts).unwrap_or(u64::MAX));
+    doubled.min(lockout_max_secs).max(lockout_secs)
 }
 
 /// What the typed code matched, as [`crate::login`] found out with the secret.
@@ -44,6 +54,8 @@ pub enum Matched {
     Recovery(usize),
     /// Nothing: a wrong or malformed code.
     Nothing,
+    /// A recovery code of the enrollment that is already spent, and no unspent one.
+    RecoverySpent,
 }
 
 /// What happened to rejected attempts before this success.
@@ -72,7 +84,8 @@ pub enum Outcome {
         failures: u32,
         locked_until: Option<i64>,
     },
-    /// A correct code of a time step at or before `last_counter`: counted as a failure.
+    /// A correct code of a time step at or before `last_counter`, or a recovery code
+    /// already spent: counted as a failure.
     Replayed {
         failures: u32,
         locked_until: Option<i64>,
@@ -126,6 +139,7 @@ pub fn decide(
         c.failures = 0;
         c.locked_until = None;
         c.rejected_since_success = 0;
+        c.lockouts = 0;
         c.last_used = Some(now);
         prior
     };
@@ -149,11 +163,28 @@ pub fn decide(
             c.rejected_since_success = c.rejected_since_success.saturating_add(1);
             c.last_rejected_rhost = req.rhost.map(counters::clean_rhost);
             c.last_rejected_at = Some(now);
-            let locked_until = (req.max_failures > 0 && c.failures >= req.max_failures)
-                .then(|| now.saturating_add(i64::try_from(req.lockout_secs).unwrap_or(i64::MAX)));
+            let locks = req.max_failures > 0 && c.failures >= req.max_failures;
+            let locked_until = locks.then(|| {
+                let secs = lock_duration(req.lockout_secs, req.lockout_max_secs, c.lockouts);
+                now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
+            });
+            if locks {
+                c.lockouts = c.lockouts.saturating_add(1);
+            }
             c.locked_until = locked_until;
             let failures = c.failures;
-            if matches!(m, Matched::Replayed | Matched::Fresh(_)) {
+            // A spent recovery code (named by index, or found spent by the matcher) is a
+            // replay too; an index past the list is a plain wrong code.
+            let spent_recovery = match m {
+                Matched::Recovery(i) => i < recovery_codes.min(recovery::MAX_RECOVERY_CODES),
+                _ => false,
+            };
+            if spent_recovery
+                || matches!(
+                    m,
+                    Matched::Replayed | Matched::Fresh(_) | Matched::RecoverySpent
+                )
+            {
                 Outcome::Replayed {
                     failures,
                     locked_until,
@@ -190,6 +221,7 @@ mod tests {
             max_failures,
             lockout_secs: 60,
             rhost: Some("192.0.2.1\n"),
+            lockout_max_secs: 86400,
         }
     }
 
@@ -282,6 +314,44 @@ mod tests {
     }
 
     #[test]
+    fn each_lock_without_a_success_between_doubles_up_to_lockout_max_secs() {
+        let mut c = Counters::default();
+        let mut now = NOW;
+        let mut lengths = Vec::new();
+        for _ in 0..6 {
+            let r = AuthRequest {
+                now,
+                lockout_max_secs: 400,
+                ..req(2)
+            };
+            for _ in 0..2 {
+                c = decide(&c, 0, Matched::Nothing, &r).counters.unwrap();
+            }
+            let until = c.locked_until.unwrap();
+            lengths.push(until - now);
+            now = until;
+        }
+        assert_eq!(lengths, vec![60, 120, 240, 400, 400, 400]);
+        assert_eq!(c.lockouts, 6);
+        // A success resets it: the next lock is lockout_secs again.
+        let r = AuthRequest {
+            now,
+            lockout_max_secs: 400,
+            ..req(2)
+        };
+        c = decide(&c, 0, Matched::Fresh(TimeStep(5)), &r)
+            .counters
+            .unwrap();
+        assert_eq!(c.lockouts, 0);
+        for _ in 0..2 {
+            c = decide(&c, 0, Matched::Nothing, &r).counters.unwrap();
+        }
+        assert_eq!(c.locked_until, Some(now + 60));
+        assert_eq!(lock_duration(60, 86400, u32::MAX), 86400);
+        assert_eq!(lock_duration(300, 100, 3), 300);
+    }
+
+    #[test]
     fn max_failures_zero_never_locks() {
         let c = Counters {
             failures: u32::MAX - 1,
@@ -316,13 +386,36 @@ mod tests {
         ));
         let c = d.counters.unwrap();
         assert_eq!(c.recovery_used, 0b010);
-        // The same index again (a matcher that ignored the bitmap) is a wrong code.
+        // The same index again (a matcher that ignored the bitmap) is a replay.
         let d = decide(&c, 3, Matched::Recovery(1), &req(5));
-        assert!(matches!(d.outcome, Outcome::Rejected { failures: 1, .. }));
-        // An index past the list is a wrong code too.
+        assert!(matches!(d.outcome, Outcome::Replayed { failures: 1, .. }));
+        assert!(!d.durable);
+        assert_eq!(d.counters.unwrap().recovery_used, 0b010);
+        // An index past the list is a wrong code.
         let d = decide(&c, 3, Matched::Recovery(3), &req(5));
         assert!(matches!(d.outcome, Outcome::Rejected { .. }));
         let d = decide(&c, 3, Matched::Recovery(64), &req(5));
         assert!(matches!(d.outcome, Outcome::Rejected { .. }));
+    }
+
+    #[test]
+    fn a_spent_recovery_code_again_is_a_replay_counted_as_a_failure() {
+        let c = Counters {
+            recovery_used: 0b1,
+            failures: 2,
+            ..Default::default()
+        };
+        let d = decide(&c, 3, Matched::RecoverySpent, &req(3));
+        assert!(!d.durable);
+        assert_eq!(
+            d.outcome,
+            Outcome::Replayed {
+                failures: 3,
+                locked_until: Some(NOW + 60)
+            }
+        );
+        let after = d.counters.unwrap();
+        assert_eq!(after.recovery_used, 0b1);
+        assert_eq!(after.rejected_since_success, 1);
     }
 }

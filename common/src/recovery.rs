@@ -132,6 +132,24 @@ pub(crate) fn find(
     found
 }
 
+/// Whether the already normalized `normalized` equals a code among `hashes` that `used`
+/// marks spent: presented again, it is a replay, not a plain wrong code. Every stored hash
+/// is compared, in constant time.
+pub(crate) fn is_spent(
+    recovery_key: &[u8],
+    user: &UserName,
+    hashes: &[[u8; 32]],
+    used: u64,
+    normalized: &str,
+) -> bool {
+    let h = hash(recovery_key, user, normalized);
+    let mut spent = false;
+    for (i, stored) in hashes.iter().enumerate() {
+        spent |= bool::from(stored.ct_eq(&h)) && !is_unspent(hashes.len(), used, i);
+    }
+    spent
+}
+
 /// Drops spent codes from `hashes`; the bitmap of the result is 0.
 pub(crate) fn compact(hashes: &mut Vec<[u8; 32]>, used: u64) {
     let mut i = 0;

@@ -58,6 +58,13 @@ struct StateFileV1 {
     /// HMAC-SHA256 of each recovery code, hex.
     recovery_codes: Vec<String>,
     secret: Vec<SealedSecret>,
+    /// Locks since the last success; absent (0) in files written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    lockouts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One user's state, decrypted. Wipes its secrets on drop; no `Debug`.
@@ -183,6 +190,17 @@ impl UserState {
         )
     }
 
+    /// Whether `normalized` is a recovery code of this state that is already spent.
+    pub(crate) fn recovery_code_spent(&self, normalized: &str) -> bool {
+        recovery::is_spent(
+            &self.recovery_key,
+            &self.user,
+            &self.recovery_hashes,
+            self.counters.recovery_used,
+            normalized,
+        )
+    }
+
     /// Drops spent recovery codes, so a rewritten file carries only live ones.
     fn compact_recovery_codes(&mut self) {
         recovery::compact(&mut self.recovery_hashes, self.counters.recovery_used);
@@ -230,6 +248,7 @@ impl UserState {
             generation: self.generation,
             recovery_codes: self.recovery_hashes.iter().map(|h| hex(h)).collect(),
             secret,
+            lockouts: c.lockouts,
         };
         toml::to_string(&file)
             .map(Zeroizing::new)
@@ -316,6 +335,7 @@ impl SealedState {
             last_rejected_at: f.last_rejected_at,
             // Spent codes are dropped before every write: all listed codes are live.
             recovery_used: 0,
+            lockouts: f.lockouts,
         }
     }
 

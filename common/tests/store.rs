@@ -122,9 +122,10 @@ fn recovery_codes_work_once_and_survive_rewrites() {
         Outcome::RecoveryAccepted { remaining: 2, .. } => {}
         o => panic!("{o:?}"),
     }
+    // Spent: presented again it is a replay.
     assert!(matches!(
         store.authenticate(&user, &first, &req(now())).unwrap(),
-        Outcome::Rejected { .. }
+        Outcome::Replayed { .. }
     ));
     // A whole-file rewrite (unlock) keeps the spent code spent and the others live.
     store.unlock(&user).unwrap();

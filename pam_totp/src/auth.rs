@@ -212,13 +212,15 @@ pub fn authenticate<H: Handle>(
     // Validated: safe to log as is.
     s.ctx.user = user.to_string();
     s.debug(&format!(
-        "config={} state_dir={} key_file={} window={} max_failures={} lockout_secs={} nullok={}",
+        "config={} state_dir={} key_file={} window={} max_failures={} lockout_secs={} \
+         lockout_max_secs={} nullok={}",
         config.config.display(),
         config.state_dir.display(),
         config.key_file.display(),
         config.window,
         config.max_failures,
         config.lockout_secs,
+        config.lockout_max_secs,
         config.nullok
     ));
 

@@ -103,7 +103,18 @@ fn unlock_clears_a_lock() {
     ));
     let st = run_ok(&f, &["status", "--user", "daemon", "--json"], b"");
     assert_eq!(json(&st)["locked"], true);
+    let lockouts = || {
+        f.store()
+            .status(&common::UserName::parse("daemon").unwrap())
+            .unwrap()
+            .unwrap()
+            .counters
+            .lockouts
+    };
+    assert_eq!(lockouts(), 1);
     run_ok(&f, &["unlock", "--user", "daemon"], b"");
+    // unlock also resets the progressive lockout: the next lock is lockout_secs again.
+    assert_eq!(lockouts(), 0);
     assert!(matches!(
         authenticate(&f.store(), "daemon", &f.code_at(now())),
         Outcome::Accepted { .. }
@@ -147,9 +158,10 @@ fn new_recovery_codes_replace_the_old_ones() {
         authenticate(&f.store(), "daemon", &new[0]),
         Outcome::RecoveryAccepted { remaining: 9, .. }
     ));
+    // A spent one again is a replay; the replaced ones are plain wrong codes (above).
     assert!(matches!(
         authenticate(&f.store(), "daemon", &new[0]),
-        Outcome::Rejected { .. }
+        Outcome::Replayed { .. }
     ));
 }
 
@@ -249,6 +261,7 @@ fn status_and_list_show_times_past_year_9999_without_a_panic() {
             max_failures: 1,
             lockout_secs: 300,
             rhost: Some("192.0.2.9"),
+            lockout_max_secs: 86400,
         };
         let o = f
             .store()
@@ -272,6 +285,7 @@ fn status_shows_no_unicode_format_characters_from_the_remote_host() {
     f.enroll("daemon", 1);
     let req = common::AuthRequest {
         rhost: Some("evil\u{202E}moc.elpmaxe\u{200B}\u{2066}x\u{FEFF}"),
+        lockout_max_secs: 86400,
         ..request()
     };
     let o = f

@@ -86,9 +86,10 @@ fn printed_recovery_codes_log_in_once_through_pam() {
         authenticate(&f.store(), "root", &c),
         Outcome::RecoveryAccepted { remaining: 6, .. }
     ));
+    // Spent: a replay.
     assert!(matches!(
         authenticate(&f.store(), "root", &c),
-        Outcome::Rejected { .. }
+        Outcome::Replayed { .. }
     ));
 }
 

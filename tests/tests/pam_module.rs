@@ -131,8 +131,18 @@ fn recovery_code_is_accepted_once_and_burnt() {
     a.assert_code(PAM_SUCCESS);
     assert_eq!(a.infos(), vec!["recovery code used, 2 left"]);
 
+    // Spent: a replay, warned about like a reused TOTP code and counted as a failure.
     let again = f.try_code(&s, "alice", &codes[0]);
     again.assert_code(PAM_AUTH_ERR);
+    let errors = again.errors();
+    assert_eq!(errors.len(), 1, "{again:?}");
+    assert!(errors[0].contains("already used"), "{errors:?}");
+    assert!(errors[0].contains("may be compromised"), "{errors:?}");
+    assert_eq!(
+        failures(&f, "alice"),
+        1,
+        "a spent recovery code counts as a failure"
+    );
 
     // Any case, no separator.
     let a = f.try_code(&s, "alice", codes[1].replace('-', "").to_lowercase());
@@ -261,6 +271,46 @@ fn lockout_after_max_failures_then_unlock_by_time() {
         a.infos()[0].starts_with("3 failed verification attempts"),
         "{a:?}"
     );
+}
+
+#[test]
+fn each_lock_without_a_success_between_lasts_twice_as_long_up_to_lockout_max_secs() {
+    let f = Fixture::new();
+    f.enroll("alice", 0);
+    let s = f.service("max_failures=1 lockout_secs=1 lockout_max_secs=3");
+    let lock_len = || {
+        let st = f
+            .store()
+            .status(&UserName::parse("alice").unwrap())
+            .unwrap()
+            .unwrap();
+        st.counters.locked_until.unwrap() - st.counters.last_rejected_at.unwrap()
+    };
+    let wait_unlocked = || {
+        let st = f
+            .store()
+            .status(&UserName::parse("alice").unwrap())
+            .unwrap()
+            .unwrap();
+        while now() < st.counters.locked_until.unwrap() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut lengths = Vec::new();
+    for _ in 0..4 {
+        f.try_code(&s, "alice", f.wrong_code())
+            .assert_code(PAM_AUTH_ERR);
+        lengths.push(lock_len());
+        wait_unlocked();
+    }
+    assert_eq!(lengths, vec![1, 2, 3, 3]);
+    // A success resets it.
+    away_from_step_edge();
+    f.try_code(&s, "alice", f.code_at(now()))
+        .assert_code(PAM_SUCCESS);
+    f.try_code(&s, "alice", f.wrong_code())
+        .assert_code(PAM_AUTH_ERR);
+    assert_eq!(lock_len(), 1);
 }
 
 #[test]

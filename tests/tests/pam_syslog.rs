@@ -107,7 +107,7 @@ fn with(lines: &[(u32, String)], pri: u32) -> Vec<&str> {
 #[test]
 fn decisions_are_logged_to_authpriv_with_service_user_and_rhost_never_the_code() {
     let f = Fixture::new();
-    f.enroll("logan", 0);
+    let recovery = f.enroll("logan", 1);
     let log = Listener::new(f.dir.path());
     let svc = f.etc_service("log", "");
     let rhost = "198.51.100.4";
@@ -145,6 +145,27 @@ fn decisions_are_logged_to_authpriv_with_service_user_and_rhost_never_the_code()
     let warnings = with(&lines, AUTHPRIV | WARNING);
     assert!(
         warnings.len() == 1 && warnings[0].contains("replay") && warnings[0].contains(&who),
+        "{lines:?}"
+    );
+
+    // A spent recovery code again: a replay too, at warning level.
+    assert!(log
+        .pamtester(&svc.name, "logan", &recovery[0], rhost)
+        .success());
+    log.drain();
+    assert!(
+        log.pamtester(&svc.name, "logan", &recovery[0], rhost)
+            .status
+            == Some(1)
+    );
+    let lines = log.drain();
+    let warnings = with(&lines, AUTHPRIV | WARNING);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("replay") && warnings[0].contains(&who),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|(_, l)| !l.contains(&recovery[0])),
         "{lines:?}"
     );
 

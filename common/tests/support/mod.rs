@@ -102,6 +102,7 @@ pub fn req(now: i64) -> AuthRequest<'static> {
         max_failures: 5,
         lockout_secs: 300,
         rhost: Some("192.0.2.1"),
+        lockout_max_secs: 86400,
     }
 }
 

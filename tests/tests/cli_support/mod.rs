@@ -62,6 +62,7 @@ pub fn request() -> AuthRequest<'static> {
         max_failures: 5,
         lockout_secs: 300,
         rhost: None,
+        lockout_max_secs: 86400,
     }
 }
 
