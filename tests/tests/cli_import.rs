@@ -82,9 +82,10 @@ fn google_authenticator_file_with_its_scratch_codes() {
         authenticate(&store, "daemon", scratch[2]),
         Outcome::RecoveryAccepted { remaining: 4, .. }
     ));
+    // A spent one presented again is a replay.
     assert!(matches!(
         authenticate(&store, "daemon", scratch[2]),
-        Outcome::Rejected { .. }
+        Outcome::Replayed { .. }
     ));
 }
 
