@@ -7,10 +7,11 @@ use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded};
 use crate::counters::Counters;
 use crate::crypto::HostKey;
 use crate::error::{Error, Result};
+use crate::hotp;
 use crate::policy::{self, AuthRequest, Matched, Outcome};
 use crate::recovery::{self, RecoveryCode};
 use crate::state::UserState;
-use crate::totp::{self, OtpParams, TimeStep, TotpSecret};
+use crate::totp::{self, OtpKind, OtpParams, TimeStep, TotpSecret};
 use crate::user::UserName;
 
 /// Loads (and decisions) per operation before giving up on a user whose values keep
@@ -71,23 +72,27 @@ fn open(keys: &dyn KeySource, user: &UserName, loaded: &Loaded) -> Result<UserSt
     }
 }
 
-/// What `input` matches for `state` with `counters`, at `now`.
-fn match_code(
-    state: &UserState,
-    counters: &Counters,
-    input: &str,
-    now: i64,
-    window: u32,
-) -> Matched {
+/// What `input` matches for `state` with `counters`, under `req` (TOTP: `now` and
+/// `window`; HOTP: `hotp_window`).
+fn match_code(state: &UserState, counters: &Counters, input: &str, req: &AuthRequest) -> Matched {
     let code = recovery::normalize_typed(input);
-    let m = totp::verify(
-        state.secret(),
-        &state.params,
-        &code,
-        u64::try_from(now).unwrap_or(0),
-        window,
-        counters.last_counter,
-    );
+    let m = match state.params.kind() {
+        OtpKind::Totp => totp::verify(
+            state.secret(),
+            &state.params,
+            &code,
+            u64::try_from(req.now).unwrap_or(0),
+            req.window,
+            counters.last_counter,
+        ),
+        OtpKind::Hotp => hotp::verify(
+            state.secret(),
+            &state.params,
+            &code,
+            counters.last_counter,
+            req.hotp_window,
+        ),
+    };
     if let Some(step) = m.fresh_step {
         return Matched::Fresh(step);
     }
@@ -122,7 +127,7 @@ pub fn authenticate(
         let mut state = open(keys, user, &loaded)?;
         // The matcher sees the current counters (for last_counter and spent codes).
         state.counters = loaded.counters.clone();
-        let matched = match_code(&state, &loaded.counters, input, req.now, req.window);
+        let matched = match_code(&state, &loaded.counters, input, req);
         let decision = policy::decide(
             &loaded.counters,
             state.recovery_codes_listed(),
@@ -176,6 +181,12 @@ pub fn enroll(
     keys: &dyn KeySource,
     e: Enrollment,
 ) -> Result<Vec<RecoveryCode>> {
+    if e.params.kind() == OtpKind::Hotp && e.last_counter.is_some_and(|c| c.0 > hotp::MAX_COUNTER) {
+        return Err(Error::InvalidInput(format!(
+            "HOTP counter must be at most {}",
+            hotp::MAX_COUNTER
+        )));
+    }
     if !e.replace {
         // An unreadable existing enrollment is an error, not "already enrolled".
         if backend.load(&e.user)?.is_some() {
@@ -469,6 +480,7 @@ mod tests {
             lockout_secs: 60,
             rhost: None,
             lockout_max_secs: 86400,
+            hotp_window: 10,
         }
     }
 
@@ -507,6 +519,70 @@ mod tests {
         let r = authenticate(&backend, &key, &user, &code, &req());
         assert!(matches!(r, Err(Error::Contention(_))), "{r:?}");
         assert_eq!(backend.loads.load(Ordering::SeqCst), MAX_ATTEMPTS);
+    }
+
+    #[test]
+    fn hotp_codes_are_looked_for_ahead_of_last_counter_and_work_once() {
+        let backend = Memory::default();
+        let key = Key(HostKey::generate().unwrap());
+        let user = UserName::parse("alice").unwrap();
+        let bytes = b"12345678901234567890".to_vec();
+        let secret = TotpSecret::from_bytes(Zeroizing::new(bytes.clone())).unwrap();
+        let params = OtpParams::hotp(crate::Algorithm::SHA1, 6).unwrap();
+        let e = Enrollment {
+            user: user.clone(),
+            secret: TotpSecret::from_bytes(Zeroizing::new(bytes)).unwrap(),
+            params,
+            // The token's next counter is 3.
+            last_counter: Some(TimeStep(2)),
+            recovery: RecoveryCodes::Generate(0),
+            replace: false,
+            now: NOW,
+        };
+        enroll(&backend, &key, e).unwrap();
+        let code = |c: u64| hotp::code_at(&secret, &params, c);
+        let login = |c: &str| authenticate(&backend, &key, &user, c, &req()).unwrap();
+        // Past the look-ahead (3..=12): a wrong code.
+        assert!(matches!(login(&code(13)), Outcome::Rejected { .. }));
+        // Counter 2 was used before the import.
+        assert!(matches!(login(&code(2)), Outcome::Replayed { .. }));
+        let o = login(&code(5));
+        assert!(
+            matches!(
+                o,
+                Outcome::Accepted {
+                    step: TimeStep(5),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        assert!(matches!(login(&code(5)), Outcome::Replayed { .. }));
+        assert!(matches!(login(&code(4)), Outcome::Replayed { .. }));
+        // The look-ahead moved with the counter: 13 is now within 6..=15.
+        let o = login(&code(13));
+        assert!(
+            matches!(
+                o,
+                Outcome::Accepted {
+                    step: TimeStep(13),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        let s = status(&backend, &key, &user).unwrap().unwrap();
+        assert_eq!(s.params.kind(), OtpKind::Hotp);
+        assert_eq!(s.counters.last_counter, Some(13));
+        // A narrower look-ahead from the request.
+        let narrow = AuthRequest {
+            hotp_window: 2,
+            ..req()
+        };
+        let o = authenticate(&backend, &key, &user, &code(16), &narrow).unwrap();
+        assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
+        let o = authenticate(&backend, &key, &user, &code(15), &narrow).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
     }
 
     #[test]

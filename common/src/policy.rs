@@ -21,6 +21,8 @@ pub struct AuthRequest<'a> {
     pub rhost: Option<&'a str>,
     /// The longest lock: each lock after another without a success doubles, up to this.
     pub lockout_max_secs: u64,
+    /// HOTP enrollments: counters after `last_counter` that a code may have.
+    pub hotp_window: u32,
 }
 
 impl<'a> AuthRequest<'a> {
@@ -32,6 +34,7 @@ impl<'a> AuthRequest<'a> {
             lockout_secs: config.lockout_secs,
             rhost,
             lockout_max_secs: config.lockout_max_secs,
+            hotp_window: config.hotp_window,
         }
     }
 }
@@ -46,9 +49,10 @@ pub fn lock_duration(lockout_secs: u64, lockout_max_secs: u64, lockouts: u32) ->
 /// What the typed code matched, as [`crate::login`] found out with the secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Matched {
-    /// A TOTP code of this step, after `last_counter` (the latest such step in the window).
+    /// A TOTP code of this step, after `last_counter` (the latest such step in the window),
+    /// or an HOTP code of this counter (the first such counter of the look-ahead).
     Fresh(TimeStep),
-    /// A TOTP code of a step at or before `last_counter`, and no fresh one.
+    /// A code of a step or counter at or before `last_counter`, and no fresh one.
     Replayed,
     /// The unspent recovery code with this index.
     Recovery(usize),
@@ -222,6 +226,7 @@ mod tests {
             lockout_secs: 60,
             rhost: Some("192.0.2.1\n"),
             lockout_max_secs: 86400,
+            hotp_window: 10,
         }
     }
 

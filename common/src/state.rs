@@ -13,7 +13,7 @@ use crate::crypto::{fill_random, HostKey};
 use crate::error::{Error, Result};
 use crate::fsutil::hex;
 use crate::recovery;
-use crate::totp::{Algorithm, OtpParams, TotpSecret};
+use crate::totp::{Algorithm, OtpKind, OtpParams, TotpSecret};
 use crate::user::UserName;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -61,6 +61,10 @@ struct StateFileV1 {
     /// Locks since the last success; absent (0) in files written before it existed.
     #[serde(default, skip_serializing_if = "is_zero")]
     lockouts: u32,
+    /// `hotp` for a counter-based enrollment (then `last_counter` is the last accepted
+    /// counter and `period` is unused); absent for TOTP, as in files written before it.
+    #[serde(default, skip_serializing_if = "OtpKind::is_totp")]
+    kind: OtpKind,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -249,6 +253,7 @@ impl UserState {
             recovery_codes: self.recovery_hashes.iter().map(|h| hex(h)).collect(),
             secret,
             lockouts: c.lockouts,
+            kind: self.params.kind(),
         };
         toml::to_string(&file)
             .map(Zeroizing::new)
@@ -349,7 +354,8 @@ impl SealedState {
         let file = &self.file;
         let path = self.origin.as_path();
         let params = OtpParams::new(file.algorithm, file.digits, file.period)
-            .map_err(|e| Error::corrupt(path, e.to_string()))?;
+            .map_err(|e| Error::corrupt(path, e.to_string()))?
+            .with_kind(file.kind);
         let mut recovery_hashes = Vec::with_capacity(file.recovery_codes.len());
         if file.recovery_codes.len() > recovery::MAX_RECOVERY_CODES {
             return Err(Error::corrupt(path, "too many recovery codes"));

@@ -329,7 +329,7 @@ fn decide<H: Handle>(s: &mut Session<'_, H>, config: &Config, outcome: Outcome) 
                     prior.count
                 ),
             );
-            s.debug(&format!("accepted time step {step}"));
+            s.debug(&format!("accepted time step (HOTP: counter) {step}"));
             s.tell_prior(&prior);
             PamError::SUCCESS
         }

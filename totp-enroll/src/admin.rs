@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use common::{Status, UserName};
+use common::{OtpKind, Status, UserName};
 
 use crate::enroll::{block_keyboard_signals, confirm_current_code, print_recovery_codes};
 use crate::failure::Failure;
@@ -35,9 +35,13 @@ fn status_json(user: &UserName, s: Option<&Status>, now: i64) -> Value {
     json!({
         "user": s.user.as_str(),
         "enrolled": true,
+        "kind": s.params.kind().as_str(),
         "algorithm": s.params.algorithm().as_str(),
         "digits": s.params.digits(),
-        "period": s.params.period(),
+        // An HOTP token has no period, and a next counter instead.
+        "period": s.params.kind().is_totp().then_some(s.params.period()),
+        "next_counter": (!s.params.kind().is_totp())
+            .then(|| common::hotp::next_counter(c.last_counter)),
         "created": s.created,
         "last_used": c.last_used,
         "last_counter": c.last_counter,
@@ -55,13 +59,23 @@ fn write_status(out: &mut impl Write, s: &Status, now: i64) -> Result<(), Failur
     let c = &s.counters;
     let when = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), format_time);
     writeln!(out, "user:                {}", s.user)?;
-    writeln!(
-        out,
-        "enrolled:            yes ({}, {} digits, {} s)",
-        s.params.algorithm(),
-        s.params.digits(),
-        s.params.period()
-    )?;
+    let p = &s.params;
+    match p.kind() {
+        OtpKind::Totp => writeln!(
+            out,
+            "enrolled:            yes (TOTP, {}, {} digits, {} s)",
+            p.algorithm(),
+            p.digits(),
+            p.period()
+        )?,
+        OtpKind::Hotp => writeln!(
+            out,
+            "enrolled:            yes (HOTP, {}, {} digits, next counter {})",
+            p.algorithm(),
+            p.digits(),
+            common::hotp::next_counter(c.last_counter)
+        )?,
+    }
     writeln!(out, "created:             {}", format_time(s.created))?;
     writeln!(out, "last used:           {}", when(c.last_used))?;
     writeln!(out, "failures:            {}", c.failures)?;

@@ -63,6 +63,7 @@ pub fn request() -> AuthRequest<'static> {
         lockout_secs: 300,
         rhost: None,
         lockout_max_secs: 86400,
+        hotp_window: 10,
     }
 }
 
