@@ -326,6 +326,15 @@ impl SealedState {
         self.file.generation
     }
 
+    /// The enrollment's kind, algorithm, digits and period, read without decrypting (the
+    /// module needs the digits before its prompt with `forward_pass`).
+    pub fn params(&self) -> Result<OtpParams> {
+        let f = &self.file;
+        OtpParams::new(f.algorithm, f.digits, f.period)
+            .map(|p| p.with_kind(f.kind))
+            .map_err(|e| Error::corrupt(&self.origin, e.to_string()))
+    }
+
     /// The counters written in the state itself (superseded by a counters record of the
     /// same generation, where the backend keeps one).
     pub fn counters(&self) -> Counters {

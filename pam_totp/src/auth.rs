@@ -243,9 +243,27 @@ pub fn authenticate<H: Handle>(
     };
     match enrolled {
         Ok(true) => {}
+        // forward_pass: the whole answer is the password, for the next module.
+        Ok(false) if config.forward_pass && config.nullok => {
+            return forward_whole_answer(&mut s, config.echo)
+        }
         Ok(false) => return s.not_enrolled(config.nullok),
         Err(code) => return code,
     }
+    // forward_pass: the code is the answer's last `digits` characters, the enrollment's
+    // own digits (in-process); through the daemon, the host's digits for enrollments.
+    let digits = match &local {
+        Some(b) if config.forward_pass => match b.load(&user) {
+            // The user's lock is released at once: nobody waits on the prompt.
+            Ok(Some(loaded)) => match loaded.state.params() {
+                Ok(p) => p.digits(),
+                Err(e) => return s.unavailable("state", &e),
+            },
+            Ok(None) => return s.not_enrolled(config.nullok),
+            Err(e) => return s.unavailable("state", &e),
+        },
+        _ => config.params.digits(),
+    };
     let keys = match &daemon {
         Some(_) => None,
         None => match storage.keys(&config) {
@@ -257,20 +275,30 @@ pub fn authenticate<H: Handle>(
 
     // The prompt comes before the transaction takes the user's lock: nobody waits on a
     // person while holding it.
-    let reply = match s.h.prompt(text::PROMPT, config.echo) {
+    let prompt = if config.forward_pass {
+        text::PROMPT_FORWARD_PASS
+    } else {
+        text::PROMPT
+    };
+    let reply = match ask(&mut s, prompt, config.echo) {
         Ok(r) => r,
-        Err(e) => {
-            let why = match e {
-                ConvError::NoConversation => "no conversation function".to_owned(),
-                ConvError::Failed(code) => format!("conversation failed (PAM error {code})"),
-                ConvError::NoAnswer => "no answer to the prompt".to_owned(),
-            };
-            s.log(Level::Notice, &format!("{why}: conversation error"));
-            return PamError::CONV_ERR;
+        Err(code) => return code,
+    };
+    let code = if config.forward_pass {
+        let (password, code) = split_forward_pass(&reply, digits);
+        if let Err(rc) = s.h.set_authtok(password) {
+            s.log(
+                Level::Err,
+                &format!("cannot set PAM_AUTHTOK ({rc:?}): access denied"),
+            );
+            return PamError::SYSTEM_ERR;
         }
+        code
+    } else {
+        &reply[..]
     };
     // Anything that is not short UTF-8 is a wrong code: counted as a failure like any other.
-    let input = match std::str::from_utf8(&reply) {
+    let input = match std::str::from_utf8(code) {
         Ok(i) if i.len() <= MAX_REPLY_LEN => i,
         _ => "\u{fffd}",
     };
@@ -300,6 +328,52 @@ pub fn authenticate<H: Handle>(
         Ok(o) => decide(&mut s, &config, o),
         Err(code) => code,
     }
+}
+
+/// Asks `prompt`; a conversation that gives no answer is PAM_CONV_ERR, logged.
+fn ask<H: Handle>(
+    s: &mut Session<'_, H>,
+    prompt: &str,
+    echo: bool,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, PamError> {
+    s.h.prompt(prompt, echo).map_err(|e| {
+        let why = match e {
+            ConvError::NoConversation => "no conversation function".to_owned(),
+            ConvError::Failed(code) => format!("conversation failed (PAM error {code})"),
+            ConvError::NoAnswer => "no answer to the prompt".to_owned(),
+        };
+        s.log(Level::Notice, &format!("{why}: conversation error"));
+        PamError::CONV_ERR
+    })
+}
+
+/// `forward_pass` for a user who is not enrolled, under `nullok`: the one prompt is still
+/// asked, and its whole answer goes on as the password; this module then steps aside.
+fn forward_whole_answer<H: Handle>(s: &mut Session<'_, H>, echo: bool) -> PamError {
+    let reply = match ask(s, text::PROMPT_FORWARD_PASS, echo) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Err(rc) = s.h.set_authtok(&reply) {
+        s.log(
+            Level::Err,
+            &format!("cannot set PAM_AUTHTOK ({rc:?}): access denied"),
+        );
+        return PamError::SYSTEM_ERR;
+    }
+    s.log(
+        Level::Info,
+        "not enrolled, nullok: the whole answer passed on as the password; ignored",
+    );
+    PamError::IGNORE
+}
+
+/// Splits a `forward_pass` answer into (password, code): the code is the last `digits`
+/// bytes (the characters of a valid code are ASCII digits; any other ending is a wrong
+/// code), the password everything before. An answer shorter than a code is all code.
+pub fn split_forward_pass(answer: &[u8], digits: u8) -> (&[u8], &[u8]) {
+    let at = answer.len().saturating_sub(usize::from(digits));
+    answer.split_at(at)
 }
 
 /// A `pam_get_user` failure: a conversation problem (including "call again", which this

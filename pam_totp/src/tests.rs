@@ -35,6 +35,8 @@ struct Fake {
     told: Vec<(Notice, String)>,
     logs: RefCell<Vec<(Level, String)>>,
     now: SystemTime,
+    /// PAM_AUTHTOK as set by the module.
+    authtok: Option<Vec<u8>>,
 }
 
 impl Fake {
@@ -47,6 +49,7 @@ impl Fake {
             told: Vec::new(),
             logs: RefCell::new(Vec::new()),
             now: at(NOW),
+            authtok: None,
         }
     }
 
@@ -95,6 +98,10 @@ impl Handle for Fake {
             Some(Reply::Panic) => panic!("scripted panic"),
             None => panic!("unexpected prompt"),
         }
+    }
+    fn set_authtok(&mut self, password: &[u8]) -> Result<(), PamError> {
+        self.authtok = Some(password.to_vec());
+        Ok(())
     }
     fn tell(&mut self, kind: Notice, text: &str) {
         self.told.push((kind, text.to_owned()));
@@ -971,4 +978,81 @@ mod via_daemon {
         // The in-process store was not used: the typed code was never checked there.
         assert_eq!(f.status("alice").counters.last_counter, None);
     }
+}
+
+// ---- forward_pass ----
+
+fn with_password(password: &[u8], code: &[u8]) -> Vec<Reply> {
+    answer(&[password, code].concat())
+}
+
+#[test]
+fn forward_pass_takes_the_code_from_the_end_and_passes_the_rest_on() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let mut h = Fake::new("alice", with_password(b"hunter2 \xc3\xa9!", &code));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(
+        h.prompts,
+        vec![(text::PROMPT_FORWARD_PASS.to_owned(), false)]
+    );
+    assert_eq!(h.authtok.as_deref(), Some(&b"hunter2 \xc3\xa9!"[..]));
+    // The password never reaches a log line.
+    assert!(!h.all_logs().contains("hunter2"), "{}", h.all_logs());
+    // A wrong code is refused, and the password still goes on (the stack decides).
+    let mut h = Fake::new("alice", with_password(b"hunter2", b"000000"));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::AUTH_ERR);
+    assert_eq!(h.authtok.as_deref(), Some(&b"hunter2"[..]));
+    // Only the code, no password: an empty password goes on.
+    let mut h = Fake::new("alice", with_password(b"", &f.code(NOW + 30)));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(h.authtok.as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn forward_pass_uses_the_enrollments_digits() {
+    let mut f = Fixture::new();
+    f.params = OtpParams::new(common::Algorithm::SHA1, 8, 30).unwrap();
+    f.enroll("bob", 0);
+    let code = f.code(NOW);
+    assert_eq!(code.len(), 8);
+    let mut h = Fake::new("bob", with_password(b"pw123456", &code));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(h.authtok.as_deref(), Some(&b"pw123456"[..]));
+}
+
+#[test]
+fn forward_pass_for_a_user_not_enrolled() {
+    let f = Fixture::new();
+    // Under nullok the whole answer is the password, and the module steps aside.
+    let mut h = Fake::new("carol", answer(b"pass 123456"));
+    assert_eq!(f.run(&mut h, &["forward_pass", "nullok"]), PamError::IGNORE);
+    assert_eq!(
+        h.prompts,
+        vec![(text::PROMPT_FORWARD_PASS.to_owned(), false)]
+    );
+    assert_eq!(h.authtok.as_deref(), Some(&b"pass 123456"[..]));
+    // Without it, refused as before, with no prompt.
+    let mut h = Fake::new("carol", vec![]);
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::AUTH_ERR);
+    assert!(h.prompts.is_empty() && h.authtok.is_none());
+    // No answer: a conversation error, nothing passed on.
+    let mut h = Fake::new("carol", vec![Reply::Fail(ConvError::NoAnswer)]);
+    assert_eq!(
+        f.run(&mut h, &["forward_pass", "nullok"]),
+        PamError::CONV_ERR
+    );
+    assert!(h.authtok.is_none());
+}
+
+#[test]
+fn forward_pass_split() {
+    use crate::auth::split_forward_pass as split;
+    assert_eq!(split(b"pw123456", 6), (&b"pw"[..], &b"123456"[..]));
+    assert_eq!(split(b"12345", 6), (&b""[..], &b"12345"[..]));
+    assert_eq!(split(b"", 6), (&b""[..], &b""[..]));
+    assert_eq!(
+        split(b"p\xff12345678", 8),
+        (&b"p\xff"[..], &b"12345678"[..])
+    );
 }
