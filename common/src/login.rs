@@ -6,6 +6,7 @@
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded};
 use crate::counters::Counters;
 use crate::crypto::HostKey;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::hotp;
 use crate::policy::{self, AuthRequest, Matched, Outcome};
@@ -128,11 +129,16 @@ pub fn authenticate(
         // The matcher sees the current counters (for last_counter and spent codes).
         state.counters = loaded.counters.clone();
         let matched = match_code(&state, &loaded.counters, input, req);
-        let decision = policy::decide(
+        let device = req
+            .device
+            .filter(|_| req.grace_secs > 0)
+            .map(|d| state.device_record(d, req.now));
+        let decision = policy::decide_from(
             &loaded.counters,
             state.recovery_codes_listed(),
             matched,
             req,
+            device,
         );
         let Some(counters) = decision.counters else {
             return Ok(decision.outcome);
@@ -143,6 +149,46 @@ pub fn authenticate(
         }
     }
     Err(Error::Contention(user.clone()))
+}
+
+/// Whether `req.device` may log in as `user` without a code now ([`policy::grace`]);
+/// returns the remembered device. Reads only: a grace login writes nothing, so it never
+/// moves `last_counter`. `None` also when the user is not enrolled.
+pub fn grace(
+    backend: &dyn Backend,
+    keys: &dyn KeySource,
+    user: &UserName,
+    req: &AuthRequest,
+) -> Result<Option<Device>> {
+    let Some(device) = req.device.filter(|_| req.grace_secs > 0) else {
+        return Ok(None);
+    };
+    let Some(loaded) = backend.load(user)? else {
+        return Ok(None);
+    };
+    if loaded.counters.devices.is_empty() {
+        return Ok(None);
+    }
+    let state = open(keys, user, &loaded)?;
+    Ok(policy::grace(
+        &loaded.counters,
+        &state.device_id(device),
+        req,
+    ))
+}
+
+/// Forgets every device remembered for `grace_secs`. Returns how many there were.
+pub fn forget_devices(
+    backend: &dyn Backend,
+    keys: &dyn KeySource,
+    user: &UserName,
+) -> Result<usize> {
+    enrolled(
+        user,
+        modify(backend, keys, user, None, None, |s| {
+            Ok(std::mem::take(&mut s.counters.devices).len())
+        }),
+    )
 }
 
 /// Checks a code typed to confirm a new secret (not yet stored), with the login's rule for
@@ -260,7 +306,7 @@ fn enrolled<T>(user: &UserName, r: Result<Option<T>>) -> Result<T> {
     r?.ok_or_else(|| Error::NotEnrolled(user.clone()))
 }
 
-/// New recovery codes; the old ones stop working.
+/// New recovery codes; the old ones stop working, and remembered devices are forgotten.
 pub fn regenerate_recovery_codes(
     backend: &dyn Backend,
     keys: &dyn KeySource,
@@ -270,6 +316,8 @@ pub fn regenerate_recovery_codes(
     enrolled(
         user,
         modify(backend, keys, user, None, None, |s| {
+            // New codes are a fresh start: no device keeps a grace from before.
+            s.counters.devices.clear();
             s.new_recovery_codes(count)
         }),
     )
@@ -481,6 +529,8 @@ mod tests {
             rhost: None,
             lockout_max_secs: 86400,
             hotp_window: 10,
+            grace_secs: 0,
+            device: None,
         }
     }
 
@@ -583,6 +633,68 @@ mod tests {
         assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
         let o = authenticate(&backend, &key, &user, &code(15), &narrow).unwrap();
         assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+    }
+
+    #[test]
+    fn a_device_is_remembered_on_success_and_forgotten_on_new_codes_or_request() {
+        let backend = Memory::default();
+        let (key, user, secret) = setup(&backend);
+        let here = crate::DeviceIdentity::new(Some("192.0.2.7"), None).unwrap();
+        let there = crate::DeviceIdentity::new(Some("192.0.2.8"), None).unwrap();
+        let at = |now: i64, d: &'static crate::DeviceIdentity| AuthRequest {
+            now,
+            grace_secs: 600,
+            device: Some(d),
+            ..req()
+        };
+        let here: &'static _ = Box::leak(Box::new(here));
+        let there: &'static _ = Box::leak(Box::new(there));
+        assert_eq!(grace(&backend, &key, &user, &at(NOW, here)).unwrap(), None);
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64);
+        let o = authenticate(&backend, &key, &user, &code, &at(NOW, here)).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        let g = grace(&backend, &key, &user, &at(NOW + 599, here))
+            .unwrap()
+            .unwrap();
+        assert_eq!((g.since, g.rhost.as_str()), (NOW, "192.0.2.7"));
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 600, here)).unwrap(),
+            None
+        );
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 1, there)).unwrap(),
+            None
+        );
+        // A grace check writes nothing.
+        let before = status(&backend, &key, &user).unwrap().unwrap().counters;
+        grace(&backend, &key, &user, &at(NOW + 5, here)).unwrap();
+        assert_eq!(
+            status(&backend, &key, &user).unwrap().unwrap().counters,
+            before
+        );
+        // Unlock keeps it; new recovery codes forget it.
+        unlock(&backend, &key, &user).unwrap();
+        assert!(grace(&backend, &key, &user, &at(NOW + 1, here))
+            .unwrap()
+            .is_some());
+        regenerate_recovery_codes(&backend, &key, &user, 1).unwrap();
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 1, here)).unwrap(),
+            None
+        );
+        // forget_devices forgets it.
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64 + 30);
+        let o = authenticate(&backend, &key, &user, &code, &at(NOW + 30, here)).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        assert!(grace(&backend, &key, &user, &at(NOW + 31, here))
+            .unwrap()
+            .is_some());
+        assert_eq!(forget_devices(&backend, &key, &user).unwrap(), 1);
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 31, here)).unwrap(),
+            None
+        );
+        assert_eq!(forget_devices(&backend, &key, &user).unwrap(), 0);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::counters::Counters;
-use crate::crypto::{fill_random, HostKey};
+use crate::crypto::{fill_random, hmac_sha256, HostKey};
+use crate::device::{Device, DeviceIdentity, MAX_DEVICES};
 use crate::error::{Error, Result};
 use crate::fsutil::hex;
 use crate::recovery;
@@ -65,6 +66,44 @@ struct StateFileV1 {
     /// counter and `period` is unused); absent for TOTP, as in files written before it.
     #[serde(default, skip_serializing_if = "OtpKind::is_totp")]
     kind: OtpKind,
+    /// Devices remembered for `grace_secs` (what the counters hold, see
+    /// [`crate::device`]); absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<DeviceEntry>,
+}
+
+/// A remembered device in the state file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceEntry {
+    /// Keyed hash of the device's identity, hex.
+    id: String,
+    since: i64,
+    rhost: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+impl DeviceEntry {
+    fn from_device(d: &Device) -> Self {
+        DeviceEntry {
+            id: hex(&d.id),
+            since: d.since,
+            rhost: d.rhost.clone(),
+            key: d.key.clone(),
+        }
+    }
+
+    /// `None` for an id that is not 32 hex digits.
+    fn to_device(&self) -> Option<Device> {
+        let raw = data_encoding::HEXLOWER.decode(self.id.as_bytes()).ok()?;
+        Some(Device {
+            id: raw.try_into().ok()?,
+            since: self.since,
+            rhost: crate::counters::clean_rhost(&self.rhost),
+            key: self.key.as_deref().map(crate::device::clean_label),
+        })
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -173,6 +212,23 @@ impl UserState {
         Ok(())
     }
 
+    /// The record of `device` remembered at `now`: its identity under a keyed hash (the
+    /// user's sealed key, so it survives a rekey and means nothing without it).
+    pub(crate) fn device_record(&self, device: &DeviceIdentity, now: i64) -> Device {
+        device.record(self.device_id(device), now)
+    }
+
+    /// The keyed hash that names `device` for this user.
+    pub(crate) fn device_id(&self, device: &DeviceIdentity) -> [u8; 16] {
+        let mut data = self.user.as_str().as_bytes().to_vec();
+        data.push(0);
+        data.extend_from_slice(&device.material());
+        let mac = hmac_sha256(&self.recovery_key, b"pam_totp device v1", &data);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&mac[..16]);
+        id
+    }
+
     /// Recovery codes not yet spent.
     pub fn recovery_codes_left(&self) -> usize {
         recovery::unspent(self.recovery_hashes.len(), self.counters.recovery_used)
@@ -254,6 +310,7 @@ impl UserState {
             secret,
             lockouts: c.lockouts,
             kind: self.params.kind(),
+            devices: c.devices.iter().map(DeviceEntry::from_device).collect(),
         };
         toml::to_string(&file)
             .map(Zeroizing::new)
@@ -350,6 +407,15 @@ impl SealedState {
             // Spent codes are dropped before every write: all listed codes are live.
             recovery_used: 0,
             lockouts: f.lockouts,
+            // A malformed entry only loses its grace; at most the newest MAX_DEVICES.
+            devices: {
+                let d: Vec<Device> = f
+                    .devices
+                    .iter()
+                    .filter_map(DeviceEntry::to_device)
+                    .collect();
+                d[d.len().saturating_sub(MAX_DEVICES)..].to_vec()
+            },
         }
     }
 

@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::UNIX_EPOCH;
 
 use common::{
-    AuthRequest, Backend, Config, Error, FileKey, FilesBackend, KeySource, Outcome,
+    AuthRequest, Backend, Config, DeviceIdentity, Error, FileKey, FilesBackend, KeySource, Outcome,
     PriorRejections, UserName,
 };
 use pamsm::PamError;
@@ -273,6 +273,51 @@ pub fn authenticate<H: Handle>(
     };
     // End of the hook's first part.
 
+    // grace_secs: a device from which a code was accepted lately needs none. Not with
+    // forward_pass, whose one prompt also carries the password.
+    let device = DeviceIdentity::new(
+        s.ctx.rhost.as_deref(),
+        s.h.env("SSH_AUTH_INFO_0").as_deref(),
+    );
+    if config.grace_secs > 0 && !config.forward_pass {
+        if let Some(dev) = &device {
+            let now = match clock(&s) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let req =
+                AuthRequest::from_config(&config, now, Some(dev.rhost())).with_device(Some(dev));
+            let since = match (&daemon, &local, &keys) {
+                (Some(d), _, _) => d
+                    .grace(&user, dev, &s.ctx.service)
+                    .map_err(|e| s.daemon_unavailable(&e)),
+                (None, Some(b), Some(k)) => common::login::grace(&**b, &**k, &user, &req)
+                    .map(|g| g.map(|d| d.since))
+                    .map_err(|e| s.unavailable("state", &e)),
+                _ => Err(PamError::SYSTEM_ERR),
+            };
+            match since {
+                Ok(Some(t)) => {
+                    s.log(
+                        Level::Notice,
+                        &format!(
+                            "grace login: device{} remembered since {}, no code asked",
+                            if dev.key().is_some() {
+                                " (host and key)"
+                            } else {
+                                ""
+                            },
+                            common::time::display(t)
+                        ),
+                    );
+                    return PamError::SUCCESS;
+                }
+                Ok(None) => s.debug("no grace for this device"),
+                Err(code) => return code,
+            }
+        }
+    }
+
     // The prompt comes before the transaction takes the user's lock: nobody waits on a
     // person while holding it.
     let prompt = if config.forward_pass {
@@ -303,21 +348,25 @@ pub fn authenticate<H: Handle>(
         _ => "\u{fffd}",
     };
 
-    let now = match s.h.now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(_) => {
-            s.log(Level::Err, "system clock is before 1970: access denied");
-            return PamError::AUTHINFO_UNAVAIL;
-        }
+    let now = match clock(&s) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let rhost = s.ctx.rhost.clone();
     // pam_totpd hook, second part: the code goes to the daemon in one request.
     let outcome = match (&daemon, &local, &keys) {
         (Some(d), _, _) => d
-            .verify(&user, input, rhost.as_deref(), &s.ctx.service)
+            .verify(
+                &user,
+                input,
+                rhost.as_deref(),
+                device.as_ref(),
+                &s.ctx.service,
+            )
             .map_err(|e| s.daemon_unavailable(&e)),
         (None, Some(backend), Some(keys)) => {
-            let req = AuthRequest::from_config(&config, now, rhost.as_deref());
+            let req = AuthRequest::from_config(&config, now, rhost.as_deref())
+                .with_device(device.as_ref());
             common::login::authenticate(&**backend, &**keys, &user, input, &req)
                 .map_err(|e| s.unavailable("state", &e))
         }
@@ -327,6 +376,17 @@ pub fn authenticate<H: Handle>(
     match outcome {
         Ok(o) => decide(&mut s, &config, o),
         Err(code) => code,
+    }
+}
+
+/// The handle's clock in unix seconds; before 1970 it fails closed.
+fn clock<H: Handle>(s: &Session<'_, H>) -> Result<i64, PamError> {
+    match s.h.now().duration_since(UNIX_EPOCH) {
+        Ok(d) => Ok(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        Err(_) => {
+            s.log(Level::Err, "system clock is before 1970: access denied");
+            Err(PamError::AUTHINFO_UNAVAIL)
+        }
     }
 }
 

@@ -162,6 +162,10 @@ impl Handle for LibPam<'_> {
         lossy(self.pamh.get_rhost())
     }
 
+    fn env(&self, name: &str) -> Option<String> {
+        lossy(self.pamh.getenv(name))
+    }
+
     fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError> {
         let style = if echo {
             PAM_PROMPT_ECHO_ON

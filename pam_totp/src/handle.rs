@@ -48,6 +48,9 @@ pub trait Handle {
     /// The PAM_RHOST item, if set (lossily decoded).
     fn rhost(&self) -> Option<String>;
 
+    /// A variable of the PAM environment (`pam_getenv`), if set (lossily decoded).
+    fn env(&self, name: &str) -> Option<String>;
+
     /// Asks the user a question; the answer is wiped when dropped.
     fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError>;
 

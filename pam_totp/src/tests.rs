@@ -37,6 +37,8 @@ struct Fake {
     now: SystemTime,
     /// PAM_AUTHTOK as set by the module.
     authtok: Option<Vec<u8>>,
+    /// The PAM environment.
+    env: BTreeMap<String, String>,
 }
 
 impl Fake {
@@ -50,6 +52,7 @@ impl Fake {
             logs: RefCell::new(Vec::new()),
             now: at(NOW),
             authtok: None,
+            env: BTreeMap::new(),
         }
     }
 
@@ -89,6 +92,9 @@ impl Handle for Fake {
     }
     fn rhost(&self) -> Option<String> {
         self.rhost.clone()
+    }
+    fn env(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
     }
     fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError> {
         self.prompts.push((prompt.to_owned(), echo));
@@ -1055,4 +1061,73 @@ fn forward_pass_split() {
         split(b"p\xff12345678", 8),
         (&b"p\xff"[..], &b"12345678"[..])
     );
+}
+
+// ---- grace_secs ----
+
+const KEY_A: &str =
+    "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJbxXb4RdlVzHgl2DxHc5zHVc5wxYvcdZLHhNXE8rH\n";
+const KEY_B: &str =
+    "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGGJbxXb4RdlVzHgl2DxHc5zHVc5wxYvcdZLHhNXE8rH\n";
+
+/// A login at `t` from `rhost` with `key` (SSH_AUTH_INFO_0), answering `replies`.
+fn from(rhost: Option<&str>, key: Option<&str>, t: i64, replies: Vec<Reply>) -> Fake {
+    let mut h = Fake::new("alice", replies);
+    h.rhost = rhost.map(str::to_owned);
+    if let Some(k) = key {
+        h.env.insert("SSH_AUTH_INFO_0".into(), k.into());
+    }
+    h.now = at(t);
+    h
+}
+
+#[test]
+fn a_remembered_device_logs_in_without_a_code_for_grace_secs() {
+    let f = Fixture::new();
+    let grace = ["grace_secs=600"];
+    let mut h = from(Some("192.0.2.7"), Some(KEY_A), NOW, answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &grace), PamError::SUCCESS);
+    let last = f.status("alice").counters.last_counter;
+    // Same host and key, within grace_secs: no prompt, logged as a grace login.
+    let mut h = from(Some("192.0.2.7"), Some(KEY_A), NOW + 599, vec![]);
+    assert_eq!(f.run(&mut h, &grace), PamError::SUCCESS);
+    assert!(h.prompts.is_empty());
+    let notices = h.logged(Level::Notice);
+    assert!(
+        notices
+            .iter()
+            .any(|l| l.contains("grace login") && l.contains("rhost=192.0.2.7")),
+        "{notices:?}"
+    );
+    assert_eq!(f.status("alice").counters.last_counter, last);
+    // Another host, another key, no host at all, or too late: the code is asked.
+    for (rhost, key, t) in [
+        (Some("192.0.2.8"), Some(KEY_A), NOW + 1),
+        (Some("192.0.2.7"), Some(KEY_B), NOW + 1),
+        (Some("192.0.2.7"), None, NOW + 1),
+        (None, Some(KEY_A), NOW + 1),
+        (Some("192.0.2.7"), Some(KEY_A), NOW + 600),
+    ] {
+        let mut h = from(rhost, key, t, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &grace), PamError::AUTH_ERR, "{rhost:?} {t}");
+        assert_eq!(h.prompts.len(), 1, "{rhost:?} {t}");
+    }
+}
+
+#[test]
+fn no_device_is_remembered_without_grace_secs_and_none_without_rhost() {
+    let f = Fixture::new();
+    let mut h = from(Some("192.0.2.7"), None, NOW, answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    assert!(f.status("alice").counters.devices.is_empty());
+    let mut h = from(None, Some(KEY_A), NOW + 30, answer(&f.code(NOW + 30)));
+    assert_eq!(f.run(&mut h, &["grace_secs=600"]), PamError::SUCCESS);
+    assert!(f.status("alice").counters.devices.is_empty());
+    // A device remembered under grace_secs gets no grace where it is off.
+    let mut h = from(Some("192.0.2.7"), None, NOW + 60, answer(&f.code(NOW + 60)));
+    assert_eq!(f.run(&mut h, &["grace_secs=600"]), PamError::SUCCESS);
+    assert_eq!(f.status("alice").counters.devices.len(), 1);
+    let mut h = from(Some("192.0.2.7"), None, NOW + 61, answer(b"000000"));
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+    assert_eq!(h.prompts.len(), 1);
 }

@@ -64,6 +64,8 @@ pub fn request() -> AuthRequest<'static> {
         rhost: None,
         lockout_max_secs: 86400,
         hotp_window: 10,
+        grace_secs: 0,
+        device: None,
     }
 }
 
