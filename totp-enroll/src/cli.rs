@@ -152,6 +152,12 @@ pub enum Command {
         #[arg(long, value_name = "NAME", value_parser = user_name)]
         user: UserName,
     },
+    /// Forget the devices remembered for grace_secs (another account's: root only)
+    ForgetDevices {
+        /// Another account (root only)
+        #[arg(long, value_name = "NAME", value_parser = user_name)]
+        user: Option<UserName>,
+    },
     /// Every enrolled account with its status (root only)
     List {
         /// Machine-readable output
@@ -179,7 +185,8 @@ impl Command {
         match self {
             Command::Status { user, .. }
             | Command::Disable { user }
-            | Command::RecoveryCodes { user } => user.as_ref(),
+            | Command::RecoveryCodes { user }
+            | Command::ForgetDevices { user } => user.as_ref(),
             Command::Import(a) => a.user.as_ref(),
             Command::Unlock { user } => Some(user),
             Command::List { .. } | Command::Rekey => None,
