@@ -570,8 +570,7 @@ fn enrollment_by_a_plain_user_needs_a_terminal() {
 
 #[test]
 fn a_plain_user_forgets_their_own_devices_without_a_code() {
-    if e2e_support::rerun_in_private_root("a_plain_user_forgets_their_own_devices_without_a_code")
-    {
+    if e2e_support::rerun_in_private_root("a_plain_user_forgets_their_own_devices_without_a_code") {
         return;
     }
     let w = world();
@@ -605,6 +604,9 @@ fn a_plain_user_forgets_their_own_devices_without_a_code() {
     assert!(r.stdout.contains("remembered devices:  1"), "{r:?}");
     let r = w.run_as(&alice, &["forget-devices"], b"");
     assert_eq!(r.status, Some(0), "{r:?}");
-    assert!(r.stdout.contains("1 remembered device(s) forgotten"), "{r:?}");
+    assert!(
+        r.stdout.contains("1 remembered device(s) forgotten"),
+        "{r:?}"
+    );
     assert_eq!(devices(&w), 0);
 }
