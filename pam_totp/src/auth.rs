@@ -213,7 +213,7 @@ pub fn authenticate<H: Handle>(
     s.ctx.user = user.to_string();
     s.debug(&format!(
         "config={} state_dir={} key_file={} window={} max_failures={} lockout_secs={} \
-         lockout_max_secs={} nullok={}",
+         lockout_max_secs={} nullok={} hotp_window={} grace_secs={} forward_pass={}",
         config.config.display(),
         config.state_dir.display(),
         config.key_file.display(),
@@ -221,7 +221,10 @@ pub fn authenticate<H: Handle>(
         config.max_failures,
         config.lockout_secs,
         config.lockout_max_secs,
-        config.nullok
+        config.nullok,
+        config.hotp_window,
+        config.grace_secs,
+        config.forward_pass
     ));
 
     // pam_totpd hook (issue 12): not root, or backend etcd: the daemon answers instead of
