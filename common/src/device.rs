@@ -117,7 +117,9 @@ impl Device {
 }
 
 /// The `publickey` lines of `SSH_AUTH_INFO_0` (`publickey TYPE BASE64 [...]`, one line per
-/// method that succeeded). `None` if there is none or one does not parse.
+/// method that succeeded). `None` if there is none. Every such line goes into the digest
+/// as it is, so a line that does not parse still makes a device of its own, never the
+/// device of the host alone.
 fn public_key(info: &str) -> Option<PublicKey> {
     let mut h = Sha256::new();
     let mut label = None;
@@ -126,14 +128,18 @@ fn public_key(info: &str) -> Option<PublicKey> {
         if words.next() != Some("publickey") {
             continue;
         }
-        let (kind, blob) = (words.next()?, words.next()?);
-        let raw = data_encoding::BASE64.decode(blob.as_bytes()).ok()?;
-        h.update(kind.as_bytes());
-        h.update([b' ']);
-        h.update(blob.as_bytes());
+        let rest: Vec<&str> = words.collect();
+        h.update(rest.join(" ").as_bytes());
         h.update([b'\n']);
-        let fp = data_encoding::BASE64_NOPAD.encode(&Sha256::digest(&raw));
-        label = Some(format!("{kind} SHA256:{}", &fp[..FINGERPRINT_CHARS]));
+        let kind = rest.first().copied().unwrap_or("publickey");
+        let fp = rest
+            .get(1)
+            .and_then(|b| data_encoding::BASE64.decode(b.as_bytes()).ok())
+            .map(|raw| data_encoding::BASE64_NOPAD.encode(&Sha256::digest(&raw)));
+        label = Some(match fp {
+            Some(fp) => format!("{kind} SHA256:{}", &fp[..FINGERPRINT_CHARS]),
+            None => kind.to_owned(),
+        });
     }
     Some(PublicKey {
         digest: h.finalize().into(),
@@ -192,12 +198,11 @@ mod tests {
                 .key(),
             None
         );
-        assert_eq!(
-            DeviceIdentity::new(Some("h"), Some("publickey ssh-rsa !!"))
-                .unwrap()
-                .key(),
-            None
-        );
+        // A line that does not parse is still a key of its own, not "no key".
+        let odd = DeviceIdentity::new(Some("h"), Some("publickey ssh-rsa !!")).unwrap();
+        assert_eq!(odd.key().unwrap().label, "ssh-rsa");
+        let bare = DeviceIdentity::new(Some("h"), None).unwrap();
+        assert_ne!(odd.material(), bare.material());
         assert_ne!(
             d.material(),
             DeviceIdentity::new(Some("h"), None).unwrap().material()
