@@ -1,13 +1,20 @@
 //! The decisions of `pam_sm_authenticate`, in SPEC.md's order: options, user, enrollment,
-//! host key, prompt, transaction, result. Every path that is not a success or a `nullok`
-//! pass ends in an error code: nothing here can turn an error into PAM_SUCCESS or
-//! PAM_IGNORE.
+//! host key, grace (`grace_secs`), prompt, transaction, result. Every path that is not a
+//! success, a grace login or a `nullok` pass ends in an error code: nothing here can turn
+//! an error into PAM_SUCCESS or PAM_IGNORE.
 //!
 //! Where SPEC.md is silent:
 //! - the failure that reaches `max_failures` was a wrong code: PAM_AUTH_ERR, with the
 //!   "locked until" message; only attempts made while locked get PAM_MAXTRIES;
-//! - a user who is not enrolled, or whose key is missing, is not prompted; a locked user is
-//!   (the lock is known only inside the transaction, and the answer is not looked at);
+//! - a user who is not enrolled, or whose key is missing, is not prompted (except with
+//!   `forward_pass` under `nullok`, whose answer is the next module's password); a locked
+//!   user is (the lock is known only inside the transaction, and the answer is not looked
+//!   at);
+//! - `forward_pass`: the password goes on as PAM_AUTHTOK whatever the code's fate (the
+//!   stack decides); recovery codes need two prompts; through the daemon the code has the
+//!   configuration's `digits`; no grace login (the one prompt also carries the password);
+//! - `grace_secs`: a locked user gets no grace; the grace runs from the accepted code, a
+//!   grace login does not extend it;
 //! - a reply that is not UTF-8 or is longer than 64 bytes is a wrong code (counted);
 //! - a clock before 1970 fails closed with PAM_AUTHINFO_UNAVAIL;
 //! - PAM_SILENT suppresses the messages to the user, never a decision or a log line;
