@@ -41,7 +41,8 @@ const DEVICES_AT: usize = 74 + MAX_RHOST_LEN;
 pub struct Counters {
     /// Unix time of the last accepted code.
     pub last_used: Option<i64>,
-    /// Highest accepted time step.
+    /// Highest accepted time step (HOTP: the last accepted counter; the next code is
+    /// looked for after it).
     pub last_counter: Option<u64>,
     /// Consecutive failed attempts.
     pub failures: u32,

@@ -25,7 +25,8 @@ pub struct Enrollment {
     pub secret: TotpSecret,
     pub params: OtpParams,
     /// The step of the code that confirmed the enrollment (it cannot log in again), or the
-    /// last step an imported token used.
+    /// last step an imported token used; for HOTP, the last counter the token used (the
+    /// next code is looked for after it).
     pub last_counter: Option<TimeStep>,
     pub recovery: RecoveryCodes,
     /// Replace an existing enrollment (readable or not) instead of refusing.
