@@ -15,23 +15,34 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::device::{Device, MAX_DEVICES, MAX_KEY_LABEL_LEN};
 use crate::error::{Error, Result};
 use crate::user::UserName;
 
-const MAGIC: &[u8; 4] = b"PTC1";
-const SLOT_LEN: usize = 256;
-const BODY_LEN: usize = SLOT_LEN - 32;
+/// Records written before remembered devices existed: 256 bytes. Still read, never
+/// written.
+const MAGIC_V1: &[u8; 4] = b"PTC1";
+const SLOT_LEN_V1: usize = 256;
+/// Records with remembered devices: 2048 bytes.
+const MAGIC: &[u8; 4] = b"PTC2";
+const SLOT_LEN: usize = 2048;
+/// Each record is a body, then its 32-byte authenticator.
+const AUTH_LEN: usize = 32;
+const BODY_LEN: usize = SLOT_LEN - AUTH_LEN;
 /// Slots sit in different pages so that one torn page write cannot damage both.
 const SLOT_OFFSETS: [u64; 2] = [0, 4096];
 pub(crate) const FILE_LEN: u64 = 4096 + SLOT_LEN as u64;
 pub const MAX_RHOST_LEN: usize = 64;
+/// Where the device list starts in a body: after the fields of version 1.
+const DEVICES_AT: usize = 74 + MAX_RHOST_LEN;
 
 /// The values that change on every login attempt.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Unix time of the last accepted code.
     pub last_used: Option<i64>,
-    /// Highest accepted time step.
+    /// Highest accepted time step (HOTP: the last accepted counter; the next code is
+    /// looked for after it).
     pub last_counter: Option<u64>,
     /// Consecutive failed attempts.
     pub failures: u32,
@@ -48,6 +59,8 @@ pub struct Counters {
     /// Locks since the last success (or `unlock`): the next lock lasts 2^lockouts times
     /// `lockout_secs`, up to `lockout_max_secs`.
     pub lockouts: u32,
+    /// Devices remembered for `grace_secs`, at most [`crate::device::MAX_DEVICES`].
+    pub devices: Vec<Device>,
 }
 
 /// One decoded slot.
@@ -145,15 +158,93 @@ fn encode(user: &UserName, rec: &Record) -> [u8; SLOT_LEN] {
     }
     // After the longest rhost; records written before this field hold zeros here.
     b[70 + MAX_RHOST_LEN..74 + MAX_RHOST_LEN].copy_from_slice(&c.lockouts.to_le_bytes());
+    encode_devices(&mut b[DEVICES_AT..BODY_LEN], &c.devices);
     let sum = checksum(user, &b[..BODY_LEN]);
     b[BODY_LEN..].copy_from_slice(&sum);
     b
 }
 
+/// The device list: a count, then per device its id, `since`, and the host and key label
+/// each as a length and bytes (a key length of 0xff: no key). The newest
+/// [`MAX_DEVICES`] fit whatever their strings (each is bounded).
+fn encode_devices(out: &mut [u8], devices: &[Device]) {
+    let keep = &devices[devices.len().saturating_sub(MAX_DEVICES)..];
+    out[0] = keep.len() as u8;
+    let mut at = 1;
+    for d in keep {
+        out[at..at + 16].copy_from_slice(&d.id);
+        out[at + 16..at + 24].copy_from_slice(&d.since.to_le_bytes());
+        at += 24;
+        let host = truncate_rhost(&d.rhost);
+        out[at] = host.len() as u8;
+        out[at + 1..at + 1 + host.len()].copy_from_slice(host.as_bytes());
+        at += 1 + host.len();
+        match d.key.as_deref().map(crate::device::clean_label) {
+            Some(k) => {
+                out[at] = k.len() as u8;
+                out[at + 1..at + 1 + k.len()].copy_from_slice(k.as_bytes());
+                at += 1 + k.len();
+            }
+            None => {
+                out[at] = 0xff;
+                at += 1;
+            }
+        }
+    }
+}
+
+/// Reads what [`encode_devices`] wrote; `None` if it runs past the body or breaks a bound.
+fn decode_devices(b: &[u8]) -> Option<Vec<Device>> {
+    let count = usize::from(*b.first()?);
+    if count > MAX_DEVICES {
+        return None;
+    }
+    let mut at = 1;
+    let mut devices = Vec::with_capacity(count);
+    let string = |at: &mut usize, max: usize| -> Option<Option<String>> {
+        let len = *b.get(*at)?;
+        *at += 1;
+        if len == 0xff {
+            return Some(None);
+        }
+        let len = usize::from(len);
+        if len > max {
+            return None;
+        }
+        let s = b.get(*at..*at + len)?;
+        *at += len;
+        // Cleaned again on the way out, as remote hosts are.
+        Some(Some(clean_rhost(&String::from_utf8_lossy(s))))
+    };
+    for _ in 0..count {
+        let id: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+        let since = i64::from_le_bytes(b.get(at + 16..at + 24)?.try_into().ok()?);
+        at += 24;
+        let rhost = string(&mut at, MAX_RHOST_LEN)??;
+        let key = string(&mut at, MAX_KEY_LABEL_LEN)?;
+        devices.push(Device {
+            id,
+            since,
+            rhost,
+            key,
+        });
+    }
+    Some(devices)
+}
+
+/// Decodes one slot: a record of either version (`b` holds at least the version 1 length;
+/// a version 2 record needs [`SLOT_LEN`] bytes).
 fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
-    let sum = checksum(user, &b[..BODY_LEN]);
+    let (slot_len, v2) = match b.get(0..4)? {
+        m if m == MAGIC => (SLOT_LEN, true),
+        m if m == MAGIC_V1 => (SLOT_LEN_V1, false),
+        _ => return None,
+    };
+    let b = b.get(..slot_len)?;
+    let body_len = slot_len - AUTH_LEN;
+    let sum = checksum(user, &b[..body_len]);
     // Not secret: a checksum against torn writes, so a plain comparison is fine.
-    if &b[0..4] != MAGIC || b[BODY_LEN..] != sum {
+    if b[body_len..] != sum {
         return None;
     }
     let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
@@ -168,6 +259,11 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
         }
         _ => None,
     };
+    let devices = if v2 {
+        decode_devices(&b[DEVICES_AT..body_len])?
+    } else {
+        Vec::new()
+    };
     Some(Record {
         seq: u64_at(4),
         generation: u64_at(12),
@@ -181,6 +277,7 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
             recovery_used: u64_at(60),
             last_rejected_rhost: rhost,
             lockouts: u32_at(70 + MAX_RHOST_LEN),
+            devices,
         },
     })
 }
@@ -236,11 +333,13 @@ pub(crate) fn read(file: &File, path: &Path, user: &UserName) -> Result<Slots> {
     let mut damaged = false;
     for (i, off) in SLOT_OFFSETS.iter().enumerate() {
         let off = *off as usize;
-        if len < off + SLOT_LEN {
+        // A file written before version 2 records holds 256-byte slots (4352 bytes).
+        let end = len.min(off + SLOT_LEN);
+        if end < off + SLOT_LEN_V1 {
             damaged |= len > off;
             continue;
         }
-        let raw = &buf[off..off + SLOT_LEN];
+        let raw = &buf[off..end];
         slots.valid[i] = decode(user, raw);
         damaged |= slots.valid[i].is_none() && raw.iter().any(|&b| b != 0);
     }
@@ -325,6 +424,14 @@ mod tests {
             last_rejected_at: Some(-5),
             recovery_used: 0b1010,
             lockouts: 4,
+            devices: (0..MAX_DEVICES as u8)
+                .map(|i| Device {
+                    id: [i; 16],
+                    since: 1_700_000_000 + i64::from(i),
+                    rhost: "h".repeat(MAX_RHOST_LEN),
+                    key: (i % 2 == 0).then(|| "k".repeat(MAX_KEY_LABEL_LEN)),
+                })
+                .collect(),
         };
         let rec = Record {
             seq: 9,
@@ -337,6 +444,64 @@ mod tests {
         let mut flipped = b;
         flipped[30] ^= 0x10;
         assert_eq!(decode(&user(), &flipped), None);
+    }
+
+    /// A record as written before devices existed: magic `PTC1`, 256 bytes.
+    fn v1_slot(user: &UserName, rec: &Record) -> Vec<u8> {
+        let v2 = encode(user, rec);
+        let mut b = vec![0u8; SLOT_LEN_V1];
+        b[..DEVICES_AT].copy_from_slice(&v2[..DEVICES_AT]);
+        b[0..4].copy_from_slice(MAGIC_V1);
+        let sum = checksum(user, &b[..SLOT_LEN_V1 - AUTH_LEN]);
+        b[SLOT_LEN_V1 - AUTH_LEN..].copy_from_slice(&sum);
+        b
+    }
+
+    #[test]
+    fn an_old_shorter_counters_file_still_reads_and_grows_on_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let u = user();
+        let old = |seq: u64, last: u64| Record {
+            seq,
+            generation: 7,
+            counters: Counters {
+                last_counter: Some(last),
+                failures: 2,
+                last_rejected_rhost: Some("192.0.2.7".into()),
+                ..Default::default()
+            },
+        };
+        let mut bytes = vec![0u8; 4096 + SLOT_LEN_V1];
+        bytes[..SLOT_LEN_V1].copy_from_slice(&v1_slot(&u, &old(1, 10)));
+        bytes[4096..].copy_from_slice(&v1_slot(&u, &old(2, 11)));
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut slots = read(&file, &path, &u).unwrap();
+        assert_eq!(slots.current(7), Some(&old(2, 11)));
+        // A v1 slot that was torn is refused like any other.
+        let mut torn = bytes.clone();
+        torn[4096 + 30] ^= 1;
+        std::fs::write(dir.path().join("t"), &torn).unwrap();
+        let t = std::fs::File::open(dir.path().join("t")).unwrap();
+        assert_eq!(read(&t, &path, &u).unwrap().current(7), Some(&old(1, 10)));
+        // The next write goes over the older slot in the new format; both still read.
+        let mut c = old(0, 12).counters;
+        c.devices.push(Device {
+            id: [9; 16],
+            since: 5,
+            rhost: "192.0.2.8".into(),
+            key: None,
+        });
+        write(&file, &path, &u, &mut slots, Some(7), 7, &c, false).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), FILE_LEN);
+        let back = read(&file, &path, &u).unwrap();
+        assert_eq!(back.current(7).unwrap().counters, c);
+        assert_eq!(back.valid[1], Some(old(2, 11)));
     }
 
     #[test]

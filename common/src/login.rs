@@ -6,11 +6,13 @@
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded};
 use crate::counters::Counters;
 use crate::crypto::HostKey;
+use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::hotp;
 use crate::policy::{self, AuthRequest, Matched, Outcome};
 use crate::recovery::{self, RecoveryCode};
 use crate::state::UserState;
-use crate::totp::{self, OtpParams, TimeStep, TotpSecret};
+use crate::totp::{self, OtpKind, OtpParams, TimeStep, TotpSecret};
 use crate::user::UserName;
 
 /// Loads (and decisions) per operation before giving up on a user whose values keep
@@ -23,7 +25,8 @@ pub struct Enrollment {
     pub secret: TotpSecret,
     pub params: OtpParams,
     /// The step of the code that confirmed the enrollment (it cannot log in again), or the
-    /// last step an imported token used.
+    /// last step an imported token used; for HOTP, the last counter the token used (the
+    /// next code is looked for after it).
     pub last_counter: Option<TimeStep>,
     pub recovery: RecoveryCodes,
     /// Replace an existing enrollment (readable or not) instead of refusing.
@@ -71,23 +74,27 @@ fn open(keys: &dyn KeySource, user: &UserName, loaded: &Loaded) -> Result<UserSt
     }
 }
 
-/// What `input` matches for `state` with `counters`, at `now`.
-fn match_code(
-    state: &UserState,
-    counters: &Counters,
-    input: &str,
-    now: i64,
-    window: u32,
-) -> Matched {
+/// What `input` matches for `state` with `counters`, under `req` (TOTP: `now` and
+/// `window`; HOTP: `hotp_window`).
+fn match_code(state: &UserState, counters: &Counters, input: &str, req: &AuthRequest) -> Matched {
     let code = recovery::normalize_typed(input);
-    let m = totp::verify(
-        state.secret(),
-        &state.params,
-        &code,
-        u64::try_from(now).unwrap_or(0),
-        window,
-        counters.last_counter,
-    );
+    let m = match state.params.kind() {
+        OtpKind::Totp => totp::verify(
+            state.secret(),
+            &state.params,
+            &code,
+            u64::try_from(req.now).unwrap_or(0),
+            req.window,
+            counters.last_counter,
+        ),
+        OtpKind::Hotp => hotp::verify(
+            state.secret(),
+            &state.params,
+            &code,
+            counters.last_counter,
+            req.hotp_window,
+        ),
+    };
     if let Some(step) = m.fresh_step {
         return Matched::Fresh(step);
     }
@@ -122,12 +129,17 @@ pub fn authenticate(
         let mut state = open(keys, user, &loaded)?;
         // The matcher sees the current counters (for last_counter and spent codes).
         state.counters = loaded.counters.clone();
-        let matched = match_code(&state, &loaded.counters, input, req.now, req.window);
-        let decision = policy::decide(
+        let matched = match_code(&state, &loaded.counters, input, req);
+        let device = req
+            .device
+            .filter(|_| req.grace_secs > 0)
+            .map(|d| state.device_record(d, req.now));
+        let decision = policy::decide_from(
             &loaded.counters,
             state.recovery_codes_listed(),
             matched,
             req,
+            device,
         );
         let Some(counters) = decision.counters else {
             return Ok(decision.outcome);
@@ -138,6 +150,46 @@ pub fn authenticate(
         }
     }
     Err(Error::Contention(user.clone()))
+}
+
+/// Whether `req.device` may log in as `user` without a code now ([`policy::grace`]);
+/// returns the remembered device. Reads only: a grace login writes nothing, so it never
+/// moves `last_counter`. `None` also when the user is not enrolled.
+pub fn grace(
+    backend: &dyn Backend,
+    keys: &dyn KeySource,
+    user: &UserName,
+    req: &AuthRequest,
+) -> Result<Option<Device>> {
+    let Some(device) = req.device.filter(|_| req.grace_secs > 0) else {
+        return Ok(None);
+    };
+    let Some(loaded) = backend.load(user)? else {
+        return Ok(None);
+    };
+    if loaded.counters.devices.is_empty() {
+        return Ok(None);
+    }
+    let state = open(keys, user, &loaded)?;
+    Ok(policy::grace(
+        &loaded.counters,
+        &state.device_id(device),
+        req,
+    ))
+}
+
+/// Forgets every device remembered for `grace_secs`. Returns how many there were.
+pub fn forget_devices(
+    backend: &dyn Backend,
+    keys: &dyn KeySource,
+    user: &UserName,
+) -> Result<usize> {
+    enrolled(
+        user,
+        modify(backend, keys, user, None, None, |s| {
+            Ok(std::mem::take(&mut s.counters.devices).len())
+        }),
+    )
 }
 
 /// Checks a code typed to confirm a new secret (not yet stored), with the login's rule for
@@ -176,6 +228,12 @@ pub fn enroll(
     keys: &dyn KeySource,
     e: Enrollment,
 ) -> Result<Vec<RecoveryCode>> {
+    if e.params.kind() == OtpKind::Hotp && e.last_counter.is_some_and(|c| c.0 > hotp::MAX_COUNTER) {
+        return Err(Error::InvalidInput(format!(
+            "HOTP counter must be at most {}",
+            hotp::MAX_COUNTER
+        )));
+    }
     if !e.replace {
         // An unreadable existing enrollment is an error, not "already enrolled".
         if backend.load(&e.user)?.is_some() {
@@ -249,7 +307,7 @@ fn enrolled<T>(user: &UserName, r: Result<Option<T>>) -> Result<T> {
     r?.ok_or_else(|| Error::NotEnrolled(user.clone()))
 }
 
-/// New recovery codes; the old ones stop working.
+/// New recovery codes; the old ones stop working, and remembered devices are forgotten.
 pub fn regenerate_recovery_codes(
     backend: &dyn Backend,
     keys: &dyn KeySource,
@@ -259,6 +317,8 @@ pub fn regenerate_recovery_codes(
     enrolled(
         user,
         modify(backend, keys, user, None, None, |s| {
+            // New codes are a fresh start: no device keeps a grace from before.
+            s.counters.devices.clear();
             s.new_recovery_codes(count)
         }),
     )
@@ -469,6 +529,9 @@ mod tests {
             lockout_secs: 60,
             rhost: None,
             lockout_max_secs: 86400,
+            hotp_window: 10,
+            grace_secs: 0,
+            device: None,
         }
     }
 
@@ -507,6 +570,132 @@ mod tests {
         let r = authenticate(&backend, &key, &user, &code, &req());
         assert!(matches!(r, Err(Error::Contention(_))), "{r:?}");
         assert_eq!(backend.loads.load(Ordering::SeqCst), MAX_ATTEMPTS);
+    }
+
+    #[test]
+    fn hotp_codes_are_looked_for_ahead_of_last_counter_and_work_once() {
+        let backend = Memory::default();
+        let key = Key(HostKey::generate().unwrap());
+        let user = UserName::parse("alice").unwrap();
+        let bytes = b"12345678901234567890".to_vec();
+        let secret = TotpSecret::from_bytes(Zeroizing::new(bytes.clone())).unwrap();
+        let params = OtpParams::hotp(crate::Algorithm::SHA1, 6).unwrap();
+        let e = Enrollment {
+            user: user.clone(),
+            secret: TotpSecret::from_bytes(Zeroizing::new(bytes)).unwrap(),
+            params,
+            // The token's next counter is 3.
+            last_counter: Some(TimeStep(2)),
+            recovery: RecoveryCodes::Generate(0),
+            replace: false,
+            now: NOW,
+        };
+        enroll(&backend, &key, e).unwrap();
+        let code = |c: u64| hotp::code_at(&secret, &params, c);
+        let login = |c: &str| authenticate(&backend, &key, &user, c, &req()).unwrap();
+        // Past the look-ahead (3..=12): a wrong code.
+        assert!(matches!(login(&code(13)), Outcome::Rejected { .. }));
+        // Counter 2 was used before the import.
+        assert!(matches!(login(&code(2)), Outcome::Replayed { .. }));
+        let o = login(&code(5));
+        assert!(
+            matches!(
+                o,
+                Outcome::Accepted {
+                    step: TimeStep(5),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        assert!(matches!(login(&code(5)), Outcome::Replayed { .. }));
+        assert!(matches!(login(&code(4)), Outcome::Replayed { .. }));
+        // The look-ahead moved with the counter: 13 is now within 6..=15.
+        let o = login(&code(13));
+        assert!(
+            matches!(
+                o,
+                Outcome::Accepted {
+                    step: TimeStep(13),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        let s = status(&backend, &key, &user).unwrap().unwrap();
+        assert_eq!(s.params.kind(), OtpKind::Hotp);
+        assert_eq!(s.counters.last_counter, Some(13));
+        // A narrower look-ahead from the request.
+        let narrow = AuthRequest {
+            hotp_window: 2,
+            ..req()
+        };
+        let o = authenticate(&backend, &key, &user, &code(16), &narrow).unwrap();
+        assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
+        let o = authenticate(&backend, &key, &user, &code(15), &narrow).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+    }
+
+    #[test]
+    fn a_device_is_remembered_on_success_and_forgotten_on_new_codes_or_request() {
+        let backend = Memory::default();
+        let (key, user, secret) = setup(&backend);
+        let here = crate::DeviceIdentity::new(Some("192.0.2.7"), None).unwrap();
+        let there = crate::DeviceIdentity::new(Some("192.0.2.8"), None).unwrap();
+        let at = |now: i64, d: &'static crate::DeviceIdentity| AuthRequest {
+            now,
+            grace_secs: 600,
+            device: Some(d),
+            ..req()
+        };
+        let here: &'static _ = Box::leak(Box::new(here));
+        let there: &'static _ = Box::leak(Box::new(there));
+        assert_eq!(grace(&backend, &key, &user, &at(NOW, here)).unwrap(), None);
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64);
+        let o = authenticate(&backend, &key, &user, &code, &at(NOW, here)).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        let g = grace(&backend, &key, &user, &at(NOW + 599, here))
+            .unwrap()
+            .unwrap();
+        assert_eq!((g.since, g.rhost.as_str()), (NOW, "192.0.2.7"));
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 600, here)).unwrap(),
+            None
+        );
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 1, there)).unwrap(),
+            None
+        );
+        // A grace check writes nothing.
+        let before = status(&backend, &key, &user).unwrap().unwrap().counters;
+        grace(&backend, &key, &user, &at(NOW + 5, here)).unwrap();
+        assert_eq!(
+            status(&backend, &key, &user).unwrap().unwrap().counters,
+            before
+        );
+        // Unlock keeps it; new recovery codes forget it.
+        unlock(&backend, &key, &user).unwrap();
+        assert!(grace(&backend, &key, &user, &at(NOW + 1, here))
+            .unwrap()
+            .is_some());
+        regenerate_recovery_codes(&backend, &key, &user, 1).unwrap();
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 1, here)).unwrap(),
+            None
+        );
+        // forget_devices forgets it.
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64 + 30);
+        let o = authenticate(&backend, &key, &user, &code, &at(NOW + 30, here)).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        assert!(grace(&backend, &key, &user, &at(NOW + 31, here))
+            .unwrap()
+            .is_some());
+        assert_eq!(forget_devices(&backend, &key, &user).unwrap(), 1);
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 31, here)).unwrap(),
+            None
+        );
+        assert_eq!(forget_devices(&backend, &key, &user).unwrap(), 0);
     }
 
     #[test]

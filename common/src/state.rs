@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::counters::Counters;
-use crate::crypto::{fill_random, HostKey};
+use crate::crypto::{fill_random, hmac_sha256, HostKey};
+use crate::device::{Device, DeviceIdentity, MAX_DEVICES};
 use crate::error::{Error, Result};
 use crate::fsutil::hex;
 use crate::recovery;
-use crate::totp::{Algorithm, OtpParams, TotpSecret};
+use crate::totp::{Algorithm, OtpKind, OtpParams, TotpSecret};
 use crate::user::UserName;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -61,6 +62,48 @@ struct StateFileV1 {
     /// Locks since the last success; absent (0) in files written before it existed.
     #[serde(default, skip_serializing_if = "is_zero")]
     lockouts: u32,
+    /// `hotp` for a counter-based enrollment (then `last_counter` is the last accepted
+    /// counter and `period` is unused); absent for TOTP, as in files written before it.
+    #[serde(default, skip_serializing_if = "OtpKind::is_totp")]
+    kind: OtpKind,
+    /// Devices remembered for `grace_secs` (what the counters hold, see
+    /// [`crate::device`]); absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<DeviceEntry>,
+}
+
+/// A remembered device in the state file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceEntry {
+    /// Keyed hash of the device's identity, hex.
+    id: String,
+    since: i64,
+    rhost: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+impl DeviceEntry {
+    fn from_device(d: &Device) -> Self {
+        DeviceEntry {
+            id: hex(&d.id),
+            since: d.since,
+            rhost: d.rhost.clone(),
+            key: d.key.clone(),
+        }
+    }
+
+    /// `None` for an id that is not 32 hex digits.
+    fn to_device(&self) -> Option<Device> {
+        let raw = data_encoding::HEXLOWER.decode(self.id.as_bytes()).ok()?;
+        Some(Device {
+            id: raw.try_into().ok()?,
+            since: self.since,
+            rhost: crate::counters::clean_rhost(&self.rhost),
+            key: self.key.as_deref().map(crate::device::clean_label),
+        })
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -169,6 +212,23 @@ impl UserState {
         Ok(())
     }
 
+    /// The record of `device` remembered at `now`: its identity under a keyed hash (the
+    /// user's sealed key, so it survives a rekey and means nothing without it).
+    pub(crate) fn device_record(&self, device: &DeviceIdentity, now: i64) -> Device {
+        device.record(self.device_id(device), now)
+    }
+
+    /// The keyed hash that names `device` for this user.
+    pub(crate) fn device_id(&self, device: &DeviceIdentity) -> [u8; 16] {
+        let mut data = self.user.as_str().as_bytes().to_vec();
+        data.push(0);
+        data.extend_from_slice(&device.material());
+        let mac = hmac_sha256(&self.recovery_key, b"pam_totp device v1", &data);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&mac[..16]);
+        id
+    }
+
     /// Recovery codes not yet spent.
     pub fn recovery_codes_left(&self) -> usize {
         recovery::unspent(self.recovery_hashes.len(), self.counters.recovery_used)
@@ -249,6 +309,8 @@ impl UserState {
             recovery_codes: self.recovery_hashes.iter().map(|h| hex(h)).collect(),
             secret,
             lockouts: c.lockouts,
+            kind: self.params.kind(),
+            devices: c.devices.iter().map(DeviceEntry::from_device).collect(),
         };
         toml::to_string(&file)
             .map(Zeroizing::new)
@@ -321,6 +383,15 @@ impl SealedState {
         self.file.generation
     }
 
+    /// The enrollment's kind, algorithm, digits and period, read without decrypting (the
+    /// module needs the digits before its prompt with `forward_pass`).
+    pub fn params(&self) -> Result<OtpParams> {
+        let f = &self.file;
+        OtpParams::new(f.algorithm, f.digits, f.period)
+            .map(|p| p.with_kind(f.kind))
+            .map_err(|e| Error::corrupt(&self.origin, e.to_string()))
+    }
+
     /// The counters written in the state itself (superseded by a counters record of the
     /// same generation, where the backend keeps one).
     pub fn counters(&self) -> Counters {
@@ -336,6 +407,15 @@ impl SealedState {
             // Spent codes are dropped before every write: all listed codes are live.
             recovery_used: 0,
             lockouts: f.lockouts,
+            // A malformed entry only loses its grace; at most the newest MAX_DEVICES.
+            devices: {
+                let d: Vec<Device> = f
+                    .devices
+                    .iter()
+                    .filter_map(DeviceEntry::to_device)
+                    .collect();
+                d[d.len().saturating_sub(MAX_DEVICES)..].to_vec()
+            },
         }
     }
 
@@ -349,7 +429,8 @@ impl SealedState {
         let file = &self.file;
         let path = self.origin.as_path();
         let params = OtpParams::new(file.algorithm, file.digits, file.period)
-            .map_err(|e| Error::corrupt(path, e.to_string()))?;
+            .map_err(|e| Error::corrupt(path, e.to_string()))?
+            .with_kind(file.kind);
         let mut recovery_hashes = Vec::with_capacity(file.recovery_codes.len());
         if file.recovery_codes.len() > recovery::MAX_RECOVERY_CODES {
             return Err(Error::corrupt(path, "too many recovery codes"));

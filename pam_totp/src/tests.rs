@@ -35,6 +35,10 @@ struct Fake {
     told: Vec<(Notice, String)>,
     logs: RefCell<Vec<(Level, String)>>,
     now: SystemTime,
+    /// PAM_AUTHTOK as set by the module.
+    authtok: Option<Vec<u8>>,
+    /// The PAM environment.
+    env: BTreeMap<String, String>,
 }
 
 impl Fake {
@@ -47,6 +51,8 @@ impl Fake {
             told: Vec::new(),
             logs: RefCell::new(Vec::new()),
             now: at(NOW),
+            authtok: None,
+            env: BTreeMap::new(),
         }
     }
 
@@ -87,6 +93,9 @@ impl Handle for Fake {
     fn rhost(&self) -> Option<String> {
         self.rhost.clone()
     }
+    fn env(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
     fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError> {
         self.prompts.push((prompt.to_owned(), echo));
         match self.replies.pop_front() {
@@ -95,6 +104,10 @@ impl Handle for Fake {
             Some(Reply::Panic) => panic!("scripted panic"),
             None => panic!("unexpected prompt"),
         }
+    }
+    fn set_authtok(&mut self, password: &[u8]) -> Result<(), PamError> {
+        self.authtok = Some(password.to_vec());
+        Ok(())
     }
     fn tell(&mut self, kind: Notice, text: &str) {
         self.told.push((kind, text.to_owned()));
@@ -971,4 +984,150 @@ mod via_daemon {
         // The in-process store was not used: the typed code was never checked there.
         assert_eq!(f.status("alice").counters.last_counter, None);
     }
+}
+
+// ---- forward_pass ----
+
+fn with_password(password: &[u8], code: &[u8]) -> Vec<Reply> {
+    answer(&[password, code].concat())
+}
+
+#[test]
+fn forward_pass_takes_the_code_from_the_end_and_passes_the_rest_on() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let mut h = Fake::new("alice", with_password(b"hunter2 \xc3\xa9!", &code));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(
+        h.prompts,
+        vec![(text::PROMPT_FORWARD_PASS.to_owned(), false)]
+    );
+    assert_eq!(h.authtok.as_deref(), Some(&b"hunter2 \xc3\xa9!"[..]));
+    // The password never reaches a log line.
+    assert!(!h.all_logs().contains("hunter2"), "{}", h.all_logs());
+    // A wrong code is refused, and the password still goes on (the stack decides).
+    let mut h = Fake::new("alice", with_password(b"hunter2", b"000000"));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::AUTH_ERR);
+    assert_eq!(h.authtok.as_deref(), Some(&b"hunter2"[..]));
+    // Only the code, no password: an empty password goes on.
+    let mut h = Fake::new("alice", with_password(b"", &f.code(NOW + 30)));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(h.authtok.as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn forward_pass_uses_the_enrollments_digits() {
+    let mut f = Fixture::new();
+    f.params = OtpParams::new(common::Algorithm::SHA1, 8, 30).unwrap();
+    f.enroll("bob", 0);
+    let code = f.code(NOW);
+    assert_eq!(code.len(), 8);
+    let mut h = Fake::new("bob", with_password(b"pw123456", &code));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(h.authtok.as_deref(), Some(&b"pw123456"[..]));
+}
+
+#[test]
+fn forward_pass_for_a_user_not_enrolled() {
+    let f = Fixture::new();
+    // Under nullok the whole answer is the password, and the module steps aside.
+    let mut h = Fake::new("carol", answer(b"pass 123456"));
+    assert_eq!(f.run(&mut h, &["forward_pass", "nullok"]), PamError::IGNORE);
+    assert_eq!(
+        h.prompts,
+        vec![(text::PROMPT_FORWARD_PASS.to_owned(), false)]
+    );
+    assert_eq!(h.authtok.as_deref(), Some(&b"pass 123456"[..]));
+    // Without it, refused as before, with no prompt.
+    let mut h = Fake::new("carol", vec![]);
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::AUTH_ERR);
+    assert!(h.prompts.is_empty() && h.authtok.is_none());
+    // No answer: a conversation error, nothing passed on.
+    let mut h = Fake::new("carol", vec![Reply::Fail(ConvError::NoAnswer)]);
+    assert_eq!(
+        f.run(&mut h, &["forward_pass", "nullok"]),
+        PamError::CONV_ERR
+    );
+    assert!(h.authtok.is_none());
+}
+
+#[test]
+fn forward_pass_split() {
+    use crate::auth::split_forward_pass as split;
+    assert_eq!(split(b"pw123456", 6), (&b"pw"[..], &b"123456"[..]));
+    assert_eq!(split(b"12345", 6), (&b""[..], &b"12345"[..]));
+    assert_eq!(split(b"", 6), (&b""[..], &b""[..]));
+    assert_eq!(
+        split(b"p\xff12345678", 8),
+        (&b"p\xff"[..], &b"12345678"[..])
+    );
+}
+
+// ---- grace_secs ----
+
+const KEY_A: &str =
+    "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJbxXb4RdlVzHgl2DxHc5zHVc5wxYvcdZLHhNXE8rH\n";
+const KEY_B: &str =
+    "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGGJbxXb4RdlVzHgl2DxHc5zHVc5wxYvcdZLHhNXE8rH\n";
+
+/// A login at `t` from `rhost` with `key` (SSH_AUTH_INFO_0), answering `replies`.
+fn from(rhost: Option<&str>, key: Option<&str>, t: i64, replies: Vec<Reply>) -> Fake {
+    let mut h = Fake::new("alice", replies);
+    h.rhost = rhost.map(str::to_owned);
+    if let Some(k) = key {
+        h.env.insert("SSH_AUTH_INFO_0".into(), k.into());
+    }
+    h.now = at(t);
+    h
+}
+
+#[test]
+fn a_remembered_device_logs_in_without_a_code_for_grace_secs() {
+    let f = Fixture::new();
+    let grace = ["grace_secs=600"];
+    let mut h = from(Some("192.0.2.7"), Some(KEY_A), NOW, answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &grace), PamError::SUCCESS);
+    let last = f.status("alice").counters.last_counter;
+    // Same host and key, within grace_secs: no prompt, logged as a grace login.
+    let mut h = from(Some("192.0.2.7"), Some(KEY_A), NOW + 599, vec![]);
+    assert_eq!(f.run(&mut h, &grace), PamError::SUCCESS);
+    assert!(h.prompts.is_empty());
+    let notices = h.logged(Level::Notice);
+    assert!(
+        notices
+            .iter()
+            .any(|l| l.contains("grace login") && l.contains("rhost=192.0.2.7")),
+        "{notices:?}"
+    );
+    assert_eq!(f.status("alice").counters.last_counter, last);
+    // Another host, another key, no host at all, or too late: the code is asked.
+    for (rhost, key, t) in [
+        (Some("192.0.2.8"), Some(KEY_A), NOW + 1),
+        (Some("192.0.2.7"), Some(KEY_B), NOW + 1),
+        (Some("192.0.2.7"), None, NOW + 1),
+        (None, Some(KEY_A), NOW + 1),
+        (Some("192.0.2.7"), Some(KEY_A), NOW + 600),
+    ] {
+        let mut h = from(rhost, key, t, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &grace), PamError::AUTH_ERR, "{rhost:?} {t}");
+        assert_eq!(h.prompts.len(), 1, "{rhost:?} {t}");
+    }
+}
+
+#[test]
+fn no_device_is_remembered_without_grace_secs_and_none_without_rhost() {
+    let f = Fixture::new();
+    let mut h = from(Some("192.0.2.7"), None, NOW, answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    assert!(f.status("alice").counters.devices.is_empty());
+    let mut h = from(None, Some(KEY_A), NOW + 30, answer(&f.code(NOW + 30)));
+    assert_eq!(f.run(&mut h, &["grace_secs=600"]), PamError::SUCCESS);
+    assert!(f.status("alice").counters.devices.is_empty());
+    // A device remembered under grace_secs gets no grace where it is off.
+    let mut h = from(Some("192.0.2.7"), None, NOW + 60, answer(&f.code(NOW + 60)));
+    assert_eq!(f.run(&mut h, &["grace_secs=600"]), PamError::SUCCESS);
+    assert_eq!(f.status("alice").counters.devices.len(), 1);
+    let mut h = from(Some("192.0.2.7"), None, NOW + 61, answer(b"000000"));
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+    assert_eq!(h.prompts.len(), 1);
 }

@@ -15,8 +15,9 @@
 //!
 //! | kind | message | body |
 //! |---|---|---|
-//! | 0x01 | `Verify` | user str, code str (at most [`MAX_CODE_LEN`]), rhost opt<str>, service str |
+//! | 0x01 | `Verify` | user str, code str (at most [`MAX_CODE_LEN`]), rhost opt<str>, service str, key opt<key> |
 //! | 0x02 | `IsEnrolled` | user str |
+//! | 0x03 | `Grace` | user str, rhost str, key opt<key>, service str |
 //! | 0x81 | `Accepted` | step u64, prior |
 //! | 0x82 | `RecoveryAccepted` | remaining u32, prior |
 //! | 0x83 | `Rejected` | failures u32, locked_until opt<i64> |
@@ -27,9 +28,13 @@
 //! | 0x88 | `Unavailable` | reason u8 ([`Unavailable`]) |
 //! | 0x89 | `Denied` | |
 //! | 0x8a | `BadRequest` | |
+//! | 0x8b | `Grace` | since i64 |
+//! | 0x8c | `NoGrace` | |
 //!
 //! `prior` (rejected attempts since the last success) is count u32, last_rhost opt<str>,
-//! last_at opt<i64>.
+//! last_at opt<i64>. `key` (the public key that authenticated an SSH connection, part of
+//! the remote device for `grace_secs`) is a 32-byte SHA-256 digest, then its label str (at
+//! most [`MAX_KEY_LABEL_LEN`] bytes).
 //!
 //! Why a hand-rolled layout rather than a serde format: the decoder runs inside sshd and
 //! sudo (the reply) and in a root daemon that every local user can reach (the request). This
@@ -61,9 +66,12 @@ pub const HEADER_LEN: usize = 4;
 pub const MAX_CODE_LEN: usize = 64;
 /// Longest string field.
 pub const MAX_STR_LEN: usize = 255;
+/// Longest key label sent.
+pub const MAX_KEY_LABEL_LEN: usize = 48;
 
 const VERIFY: u8 = 0x01;
 const IS_ENROLLED: u8 = 0x02;
+const GRACE_REQUEST: u8 = 0x03;
 const ACCEPTED: u8 = 0x81;
 const RECOVERY_ACCEPTED: u8 = 0x82;
 const REJECTED: u8 = 0x83;
@@ -74,6 +82,25 @@ const ENROLLED: u8 = 0x87;
 const UNAVAILABLE: u8 = 0x88;
 const DENIED: u8 = 0x89;
 const BAD_REQUEST: u8 = 0x8a;
+const GRACE: u8 = 0x8b;
+const NO_GRACE: u8 = 0x8c;
+
+/// The public key part of a remote device: its digest, and a label to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceKey {
+    pub digest: [u8; 32],
+    pub label: String,
+}
+
+/// May this device log in without a code now (`grace_secs`)? Only a root caller's
+/// question is answered with anything but `NoGrace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraceRequest {
+    pub user: String,
+    pub rhost: String,
+    pub key: Option<DeviceKey>,
+    pub service: String,
+}
 
 /// One code to check for one user. `service` is for the daemon's log only.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,6 +109,8 @@ pub struct Verify {
     pub code: Zeroizing<String>,
     pub rhost: Option<String>,
     pub service: String,
+    /// With `rhost`, the remote device a success is remembered for (`grace_secs`).
+    pub key: Option<DeviceKey>,
 }
 
 impl fmt::Debug for Verify {
@@ -99,6 +128,7 @@ impl fmt::Debug for Verify {
 pub enum Request {
     Verify(Verify),
     IsEnrolled { user: String },
+    Grace(GraceRequest),
 }
 
 impl Request {
@@ -107,6 +137,7 @@ impl Request {
         match self {
             Request::Verify(v) => &v.user,
             Request::IsEnrolled { user } => user,
+            Request::Grace(g) => &g.user,
         }
     }
 }
@@ -188,6 +219,12 @@ pub enum Reply {
     Denied,
     /// The request did not parse or named an invalid user.
     BadRequest,
+    /// Answer to `Grace`: yes, the device is remembered since this time.
+    Grace {
+        since: i64,
+    },
+    /// Answer to `Grace`: no.
+    NoGrace,
 }
 
 /// Why a frame was refused.
@@ -277,6 +314,17 @@ impl Writer {
         }
     }
 
+    fn opt_key(&mut self, k: Option<&DeviceKey>) {
+        match k {
+            None => self.0.push(0),
+            Some(k) => {
+                self.0.push(1);
+                self.0.extend_from_slice(&k.digest);
+                self.str(&k.label, MAX_KEY_LABEL_LEN);
+            }
+        }
+    }
+
     fn prior(&mut self, p: &Prior) {
         self.u32(p.count);
         self.opt_str(p.last_rhost.as_deref());
@@ -360,6 +408,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn opt_key(&mut self) -> Result<Option<DeviceKey>, DecodeError> {
+        if !self.tag()? {
+            return Ok(None);
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(self.take(32)?);
+        let label = self.str()?;
+        if label.len() > MAX_KEY_LABEL_LEN {
+            return Err(DecodeError::BadString);
+        }
+        Ok(Some(DeviceKey { digest, label }))
+    }
+
     fn prior(&mut self) -> Result<Prior, DecodeError> {
         Ok(Prior {
             count: self.u32()?,
@@ -399,11 +460,20 @@ impl Request {
                 w.str(&v.code, MAX_CODE_LEN);
                 w.opt_str(v.rhost.as_deref());
                 w.str(&v.service, MAX_STR_LEN);
+                w.opt_key(v.key.as_ref());
                 w.finish()
             }
             Request::IsEnrolled { user } => {
                 let mut w = Writer::new(IS_ENROLLED);
                 w.str(user, MAX_STR_LEN);
+                w.finish()
+            }
+            Request::Grace(g) => {
+                let mut w = Writer::new(GRACE_REQUEST);
+                w.str(&g.user, MAX_STR_LEN);
+                w.str(&g.rhost, MAX_STR_LEN);
+                w.opt_key(g.key.as_ref());
+                w.str(&g.service, MAX_STR_LEN);
                 w.finish()
             }
         }
@@ -429,9 +499,16 @@ impl Request {
                     code,
                     rhost: r.opt_str()?,
                     service: r.str()?,
+                    key: r.opt_key()?,
                 })
             }
             IS_ENROLLED => Request::IsEnrolled { user: r.str()? },
+            GRACE_REQUEST => Request::Grace(GraceRequest {
+                user: r.str()?,
+                rhost: r.str()?,
+                key: r.opt_key()?,
+                service: r.str()?,
+            }),
             k => return Err(DecodeError::Kind(k)),
         };
         r.end()?;
@@ -481,6 +558,11 @@ impl Reply {
             }
             Reply::Denied => w = Writer::new(DENIED),
             Reply::BadRequest => w = Writer::new(BAD_REQUEST),
+            Reply::Grace { since } => {
+                w = Writer::new(GRACE);
+                w.i64(*since);
+            }
+            Reply::NoGrace => w = Writer::new(NO_GRACE),
         }
         w.finish()
     }
@@ -512,6 +594,8 @@ impl Reply {
             }
             DENIED => Reply::Denied,
             BAD_REQUEST => Reply::BadRequest,
+            GRACE => Reply::Grace { since: r.i64()? },
+            NO_GRACE => Reply::NoGrace,
             k => return Err(DecodeError::Kind(k)),
         };
         r.end()?;
@@ -582,6 +666,7 @@ mod tests {
             code: Zeroizing::new(code.into()),
             rhost: Some("203.0.113.9".into()),
             service: "swaylock".into(),
+            key: None,
         })
     }
 
@@ -604,6 +689,7 @@ mod tests {
         want.extend_from_slice(b"203.0.113.9");
         want.push(8);
         want.extend_from_slice(b"swaylock");
+        want.push(0);
         let n = (want.len() - 4) as u8;
         want[3] = n;
         assert_eq!(&f[..], &want[..]);
@@ -618,10 +704,29 @@ mod tests {
                 code: Zeroizing::new(String::new()),
                 rhost: None,
                 service: String::new(),
+                key: Some(DeviceKey {
+                    digest: [7; 32],
+                    label: "ssh-ed25519 SHA256:abc".into(),
+                }),
             }),
             Request::IsEnrolled {
                 user: "carol".into(),
             },
+            Request::Grace(GraceRequest {
+                user: "dave".into(),
+                rhost: "192.0.2.1".into(),
+                key: None,
+                service: "sshd".into(),
+            }),
+            Request::Grace(GraceRequest {
+                user: "dave".into(),
+                rhost: String::new(),
+                key: Some(DeviceKey {
+                    digest: [0; 32],
+                    label: String::new(),
+                }),
+                service: "sshd".into(),
+            }),
         ];
         for r in reqs {
             assert_eq!(Request::decode(body(&r.encode())).unwrap(), r);
@@ -666,6 +771,8 @@ mod tests {
             Reply::Unavailable(Unavailable::Internal),
             Reply::Denied,
             Reply::BadRequest,
+            Reply::Grace { since: -1 },
+            Reply::NoGrace,
         ];
         for r in replies {
             assert_eq!(Reply::decode(body(&r.encode())).unwrap(), r, "{r:?}");
@@ -679,6 +786,10 @@ mod tests {
             code: Zeroizing::new("é".repeat(40)),
             rhost: Some("h".repeat(1000)),
             service: "s".repeat(256),
+            key: Some(DeviceKey {
+                digest: [1; 32],
+                label: "k".repeat(300),
+            }),
         });
         let f = r.encode();
         assert!(f.len() <= HEADER_LEN + MAX_FRAME_LEN);
@@ -690,6 +801,7 @@ mod tests {
         assert_eq!(*v.code, "é".repeat(32));
         assert_eq!(v.rhost.unwrap().len(), 255);
         assert_eq!(v.service.len(), 255);
+        assert_eq!(v.key.unwrap().label.len(), MAX_KEY_LABEL_LEN);
     }
 
     #[test]

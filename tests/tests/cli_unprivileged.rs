@@ -331,6 +331,8 @@ fn forbidden_options_and_commands_are_refused_and_change_nothing() {
         vec!["import", "--from-oath-usersfile", "/etc/passwd"],
         vec!["unlock", "--user", a],
         vec!["unlock", "--user", b],
+        vec!["forget-devices", "--user", b],
+        vec!["import", "--user", a, "--hotp", "--secret-stdin"],
         vec!["list"],
         vec!["list", "--json"],
         vec!["rekey"],
@@ -564,4 +566,47 @@ fn enrollment_by_a_plain_user_needs_a_terminal() {
     assert_eq!(r.status, Some(1), "{r:?}");
     assert!(r.stderr.contains("not a terminal"), "{r:?}");
     assert_eq!(fs::read_dir(STATE_DIR).unwrap().count(), 0);
+}
+
+#[test]
+fn a_plain_user_forgets_their_own_devices_without_a_code() {
+    if e2e_support::rerun_in_private_root("a_plain_user_forgets_their_own_devices_without_a_code") {
+        return;
+    }
+    let w = world();
+    let alice = TestUser::create("cu");
+    let (secret, _) = w.enroll(&alice);
+    let device = common::DeviceIdentity::new(Some("192.0.2.7"), None).unwrap();
+    let req = common::AuthRequest {
+        grace_secs: 600,
+        device: Some(&device),
+        ..request()
+    };
+    let code = code_now(&secret, &OtpParams::default());
+    let o = w
+        .paths
+        .store()
+        .authenticate(&name(&alice), &code, &req)
+        .unwrap();
+    assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+    let devices = |w: &World| {
+        w.paths
+            .store()
+            .status(&name(&alice))
+            .unwrap()
+            .unwrap()
+            .counters
+            .devices
+            .len()
+    };
+    assert_eq!(devices(&w), 1);
+    let r = w.run_as(&alice, &["status"], b"");
+    assert!(r.stdout.contains("remembered devices:  1"), "{r:?}");
+    let r = w.run_as(&alice, &["forget-devices"], b"");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    assert!(
+        r.stdout.contains("1 remembered device(s) forgotten"),
+        "{r:?}"
+    );
+    assert_eq!(devices(&w), 0);
 }

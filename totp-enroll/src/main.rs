@@ -83,6 +83,7 @@ fn run() -> Result<(), Failure> {
         Some(Command::RecoveryCodes { user }) => admin::recovery_codes(&ctx, user.as_ref()),
         Some(Command::Import(args)) => import::run(&ctx, args),
         Some(Command::Unlock { user }) => admin::unlock(&ctx, user),
+        Some(Command::ForgetDevices { user }) => admin::forget_devices(&ctx, user.as_ref()),
         Some(Command::List { json }) => admin::list(&ctx, *json),
         Some(Command::Rekey) => admin::rekey(&ctx),
     }
@@ -264,6 +265,9 @@ impl Store {
     }
     pub fn unlock(&self, user: &UserName) -> common::Result<()> {
         common::login::unlock(&self.backend, &self.keys, user)
+    }
+    pub fn forget_devices(&self, user: &UserName) -> common::Result<usize> {
+        common::login::forget_devices(&self.backend, &self.keys, user)
     }
     pub fn list(&self) -> common::Result<Vec<common::PerUser<common::Status>>> {
         common::login::list(&self.backend, &self.keys)

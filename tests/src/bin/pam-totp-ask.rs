@@ -3,6 +3,7 @@
 //!
 //!   pam-totp-ask SOCKET is-enrolled USER
 //!   pam-totp-ask SOCKET verify USER CODE
+//!   pam-totp-ask SOCKET grace USER RHOST
 //!   pam-totp-ask SOCKET flood N USER   # holds N idle connections, then asks once more,
 //!                                      # prints that reply and HELD, and waits for EOF on stdin
 
@@ -26,6 +27,15 @@ fn main() {
     match a[1].as_str() {
         "is-enrolled" => show(ask(socket, &Request::IsEnrolled { user: a[2].clone() })),
         "verify" => show(ask(socket, &verify(&a[2], &a[3]))),
+        "grace" => show(ask(
+            socket,
+            &Request::Grace(proto::GraceRequest {
+                user: a[2].clone(),
+                rhost: a[3].clone(),
+                key: None,
+                service: "test".into(),
+            }),
+        )),
         "flood" => {
             let n: usize = a[2].parse().unwrap();
             let held: Vec<UnixStream> = (0..n)
