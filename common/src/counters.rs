@@ -3,11 +3,18 @@
 //! rewrite with two syncs.
 //!
 //! The counters file holds two fixed-size slots, each a complete record with a sequence
-//! number and a checksum. A write goes to the slot that does not hold the newest record, so
+//! number, then its authenticator: HMAC-SHA256 under the enrollment's [`RecordKey`] over
+//! the user name and the whole slot body, so a record forged or torn without the key is no
+//! record. The body is everything before the last 32 bytes: fields added to it are covered
+//! as they are. A write goes to the slot that does not hold the newest record, so
 //! a write torn by a crash leaves the newest record intact: a reader gets the old state or
 //! the new one. Each record carries the `generation` of the state file it extends; a record
 //! of another generation is ignored, which makes every whole-file rewrite (enrollment,
 //! unlock, new recovery codes, rekey) supersede the counters without touching this file.
+//!
+//! Records written before authentication (`PTC1`, an unkeyed SHA-256 anyone can recompute)
+//! are accepted only beside a state file of format version 1, which is no better protected
+//! itself; beside a version 2 state they are refused. Every write is `PTC2`.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -15,10 +22,15 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::crypto::RecordKey;
 use crate::error::{Error, Result};
 use crate::user::UserName;
 
-const MAGIC: &[u8; 4] = b"PTC1";
+/// Authenticated records.
+const MAGIC: &[u8; 4] = b"PTC2";
+/// Records of before authentication: a checksum only.
+const LEGACY_MAGIC: &[u8; 4] = b"PTC1";
+const MAC_LABEL: &[u8] = b"pam_totp counters v2";
 const SLOT_LEN: usize = 256;
 const BODY_LEN: usize = SLOT_LEN - 32;
 /// Slots sit in different pages so that one torn page write cannot damage both.
@@ -56,6 +68,8 @@ pub(crate) struct Record {
     pub seq: u64,
     pub generation: u64,
     pub counters: Counters,
+    /// A `PTC1` record: checksummed, not authenticated.
+    pub legacy: bool,
 }
 
 /// What a counters file holds.
@@ -112,6 +126,7 @@ fn from_i64(v: i64) -> Option<i64> {
     (v != i64::MIN).then_some(v)
 }
 
+/// The legacy (`PTC1`) checksum.
 fn checksum(user: &UserName, body: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"pam_totp counters v1\0");
@@ -121,7 +136,16 @@ fn checksum(user: &UserName, body: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn encode(user: &UserName, rec: &Record) -> [u8; SLOT_LEN] {
+/// What the authenticator covers: the user name, then the slot body.
+fn mac_input(user: &UserName, body: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(user.as_str().len() + 1 + body.len());
+    data.extend_from_slice(user.as_str().as_bytes());
+    data.push(0);
+    data.extend_from_slice(body);
+    data
+}
+
+fn encode(user: &UserName, key: &RecordKey, rec: &Record) -> [u8; SLOT_LEN] {
     let c = &rec.counters;
     let mut b = [0u8; SLOT_LEN];
     b[0..4].copy_from_slice(MAGIC);
@@ -145,15 +169,36 @@ fn encode(user: &UserName, rec: &Record) -> [u8; SLOT_LEN] {
     }
     // After the longest rhost; records written before this field hold zeros here.
     b[70 + MAX_RHOST_LEN..74 + MAX_RHOST_LEN].copy_from_slice(&c.lockouts.to_le_bytes());
-    let sum = checksum(user, &b[..BODY_LEN]);
-    b[BODY_LEN..].copy_from_slice(&sum);
+    let tag = key.tag(MAC_LABEL, &mac_input(user, &b[..BODY_LEN]));
+    b[BODY_LEN..].copy_from_slice(&tag);
     b
 }
 
-fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
-    let sum = checksum(user, &b[..BODY_LEN]);
-    // Not secret: a checksum against torn writes, so a plain comparison is fine.
-    if &b[0..4] != MAGIC || b[BODY_LEN..] != sum {
+/// How far a slot is trusted when decoded.
+#[derive(Clone, Copy)]
+enum Check<'a> {
+    /// Its authenticator verifies under this key; with `legacy`, a `PTC1` record whose
+    /// checksum matches is accepted too (beside a version 1 state only).
+    Key(&'a RecordKey, bool),
+    /// Only its shape: for choosing where to write over records nobody can check (those
+    /// of a state being replaced), never for reading values.
+    Shape,
+}
+
+fn decode(user: &UserName, b: &[u8], check: Check) -> Option<Record> {
+    let body = &b[..BODY_LEN];
+    let ok = match (&b[0..4], check) {
+        (m, Check::Key(key, _)) if m == MAGIC => {
+            key.verify(MAC_LABEL, &mac_input(user, body), &b[BODY_LEN..])
+        }
+        // Not secret: a checksum against torn writes, so a plain comparison is fine.
+        (m, Check::Key(_, true)) if m == LEGACY_MAGIC => b[BODY_LEN..] == checksum(user, body),
+        (m, Check::Shape) => {
+            m == MAGIC || (m == LEGACY_MAGIC && b[BODY_LEN..] == checksum(user, body))
+        }
+        _ => false,
+    };
+    if !ok {
         return None;
     }
     let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
@@ -169,6 +214,7 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
         _ => None,
     };
     Some(Record {
+        legacy: &b[0..4] == LEGACY_MAGIC,
         seq: u64_at(4),
         generation: u64_at(12),
         counters: Counters {
@@ -215,9 +261,14 @@ pub fn truncate_rhost(h: &str) -> &str {
     &h[..end]
 }
 
-/// Reads both slots. An empty file has none. A file that has bytes but no valid slot was
-/// damaged outside our writes (ours always leave one valid slot): refused.
-pub(crate) fn read(file: &File, path: &Path, user: &UserName) -> Result<Slots> {
+/// A counters file as read, before any slot is checked.
+pub(crate) struct RawSlots {
+    buf: [u8; FILE_LEN as usize],
+    len: usize,
+}
+
+/// Reads the counters file (one read; slots are checked by [`RawSlots::verify`]).
+pub(crate) fn read(file: &File, path: &Path) -> Result<RawSlots> {
     let mut buf = [0u8; FILE_LEN as usize + 1];
     let mut len = 0;
     loop {
@@ -232,22 +283,78 @@ pub(crate) fn read(file: &File, path: &Path, user: &UserName) -> Result<Slots> {
             return Err(Error::corrupt(path, "counters file too large"));
         }
     }
-    let mut slots = Slots::default();
-    let mut damaged = false;
-    for (i, off) in SLOT_OFFSETS.iter().enumerate() {
-        let off = *off as usize;
-        if len < off + SLOT_LEN {
-            damaged |= len > off;
-            continue;
+    let mut raw = RawSlots {
+        buf: [0u8; FILE_LEN as usize],
+        len,
+    };
+    raw.buf.copy_from_slice(&buf[..FILE_LEN as usize]);
+    Ok(raw)
+}
+
+impl RawSlots {
+    /// The records whose authenticator verifies under `key` (with `legacy`, also checksummed
+    /// `PTC1` ones: beside a version 1 state). An empty file has none. A file that has
+    /// bytes but no valid record was damaged or forged outside our writes (ours always
+    /// leave one valid slot): refused.
+    ///
+    /// Beside a version 2 state, a checksummed record of that state's `generation` cannot
+    /// come from our writes (they made that generation's records authenticated from the
+    /// start) nor from a torn one: it was forged, and the file is refused.
+    pub fn verify(
+        &self,
+        path: &Path,
+        user: &UserName,
+        key: &RecordKey,
+        legacy: bool,
+        generation: u64,
+    ) -> Result<Slots> {
+        if !legacy {
+            let forged = self
+                .decode(path, user, Check::Shape)?
+                .valid
+                .iter()
+                .any(|r| {
+                    r.as_ref()
+                        .is_some_and(|r| r.legacy && r.generation == generation)
+                });
+            if forged {
+                return Err(Error::corrupt(
+                    path,
+                    "counters record of the current state not authenticated (changed without the key)",
+                ));
+            }
         }
-        let raw = &buf[off..off + SLOT_LEN];
-        slots.valid[i] = decode(user, raw);
-        damaged |= slots.valid[i].is_none() && raw.iter().any(|&b| b != 0);
+        self.decode(path, user, Check::Key(key, legacy))
     }
-    if damaged && slots.valid.iter().all(Option::is_none) {
-        return Err(Error::corrupt(path, "counters file has no valid record"));
+
+    /// The records by shape alone, for choosing where to write beside a state whose key we
+    /// do not have (one being replaced). Never for their values.
+    pub fn unverified(&self, user: &UserName) -> Slots {
+        self.decode(Path::new(""), user, Check::Shape)
+            .unwrap_or_default()
     }
-    Ok(slots)
+
+    fn decode(&self, path: &Path, user: &UserName, check: Check) -> Result<Slots> {
+        let mut slots = Slots::default();
+        let mut damaged = false;
+        for (i, off) in SLOT_OFFSETS.iter().enumerate() {
+            let off = *off as usize;
+            if self.len < off + SLOT_LEN {
+                damaged |= self.len > off;
+                continue;
+            }
+            let raw = &self.buf[off..off + SLOT_LEN];
+            slots.valid[i] = decode(user, raw, check);
+            damaged |= slots.valid[i].is_none() && raw.iter().any(|&b| b != 0);
+        }
+        if damaged && slots.valid.iter().all(Option::is_none) {
+            return Err(Error::corrupt(
+                path,
+                "counters file has no valid record (damaged, or changed without the key)",
+            ));
+        }
+        Ok(slots)
+    }
 }
 
 /// Writes `counters` for `generation` into the free slot, never over the newest record of
@@ -258,6 +365,7 @@ pub(crate) fn write(
     file: &File,
     path: &Path,
     user: &UserName,
+    key: &RecordKey,
     slots: &mut Slots,
     in_force: Option<u64>,
     generation: u64,
@@ -269,8 +377,9 @@ pub(crate) fn write(
         seq,
         generation,
         counters: counters.clone(),
+        legacy: false,
     };
-    let bytes = encode(user, &rec);
+    let bytes = encode(user, key, &rec);
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len < FILE_LEN {
         // Write real zeros past the end (not a hole) so the blocks are allocated now: later
@@ -313,6 +422,19 @@ mod tests {
         );
     }
 
+    fn key(seed: u8) -> RecordKey {
+        RecordKey::derive(&[seed; 32], &user())
+    }
+
+    /// A record in the old format: checksum, no key.
+    fn encode_legacy(user: &UserName, rec: &Record) -> [u8; SLOT_LEN] {
+        let mut b = encode(user, &key(0), rec);
+        b[0..4].copy_from_slice(LEGACY_MAGIC);
+        let sum = checksum(user, &b[..BODY_LEN]);
+        b[BODY_LEN..].copy_from_slice(&sum);
+        b
+    }
+
     #[test]
     fn encode_decode_round_trip() {
         let c = Counters {
@@ -330,13 +452,73 @@ mod tests {
             seq: 9,
             generation: 42,
             counters: c,
+            legacy: false,
         };
-        let b = encode(&user(), &rec);
-        assert_eq!(decode(&user(), &b), Some(rec));
-        assert_eq!(decode(&UserName::parse("bob").unwrap(), &b), None);
+        let k = key(1);
+        let b = encode(&user(), &k, &rec);
+        assert_eq!(
+            decode(&user(), &b, Check::Key(&k, false)),
+            Some(rec.clone())
+        );
+        assert_eq!(
+            decode(&UserName::parse("bob").unwrap(), &b, Check::Key(&k, false)),
+            None
+        );
+        assert_eq!(decode(&user(), &b, Check::Key(&key(2), false)), None);
         let mut flipped = b;
         flipped[30] ^= 0x10;
-        assert_eq!(decode(&user(), &flipped), None);
+        assert_eq!(decode(&user(), &flipped, Check::Key(&k, false)), None);
+        // Any byte of the body is covered, also ones no field uses yet.
+        let mut spare = b;
+        spare[BODY_LEN - 1] ^= 1;
+        assert_eq!(decode(&user(), &spare, Check::Key(&k, false)), None);
+    }
+
+    #[test]
+    fn a_record_with_a_recomputed_checksum_counts_only_beside_a_legacy_state() {
+        let rec = Record {
+            seq: 3,
+            generation: 7,
+            counters: Counters {
+                failures: 0,
+                ..Default::default()
+            },
+            legacy: true,
+        };
+        let forged = encode_legacy(&user(), &rec);
+        let k = key(1);
+        assert_eq!(decode(&user(), &forged, Check::Key(&k, false)), None);
+        assert_eq!(decode(&user(), &forged, Check::Key(&k, true)), Some(rec));
+        let mut file = vec![0u8; FILE_LEN as usize];
+        file[..SLOT_LEN].copy_from_slice(&forged);
+        let newer = Record {
+            seq: 4,
+            generation: 8,
+            counters: Counters::default(),
+            legacy: false,
+        };
+        let at = SLOT_OFFSETS[1] as usize;
+        file[at..at + SLOT_LEN].copy_from_slice(&encode(&user(), &k, &newer));
+        let raw = RawSlots {
+            buf: file.try_into().unwrap(),
+            len: FILE_LEN as usize,
+        };
+        let p = Path::new("c");
+        // Of the state's own generation beside a version 2 state: forged, refused.
+        assert!(matches!(
+            raw.verify(p, &user(), &k, false, 7),
+            Err(Error::Corrupt { .. })
+        ));
+        // Of an older generation: merely not a record.
+        let slots = raw.verify(p, &user(), &k, false, 8).unwrap();
+        assert!(slots.current(7).is_none());
+        assert_eq!(slots.current(8), Some(&newer));
+        // Beside a version 1 state: the old format, accepted.
+        assert!(raw
+            .verify(p, &user(), &k, true, 7)
+            .unwrap()
+            .current(7)
+            .is_some());
     }
 
     #[test]
@@ -351,27 +533,34 @@ mod tests {
             .open(&path)
             .unwrap();
         let u = user();
-        let mut slots = read(&file, &path, &u).unwrap();
+        let k = key(1);
+        let load = || read(&file, &path).unwrap().verify(&path, &u, &k, false, 1);
+        let mut slots = load().unwrap();
         assert!(slots.current(1).is_none());
         for i in 1..=5u64 {
             let c = Counters {
                 last_counter: Some(i),
                 ..Default::default()
             };
-            write(&file, &path, &u, &mut slots, Some(1), 1, &c, false).unwrap();
-            let back = read(&file, &path, &u).unwrap();
+            write(&file, &path, &u, &k, &mut slots, Some(1), 1, &c, false).unwrap();
+            let back = load().unwrap();
             assert_eq!(back.current(1).unwrap().counters.last_counter, Some(i));
         }
         // Tear the newest slot (5 went to slot 0): the reader falls back to 4.
         file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[0] + 20)
             .unwrap();
-        let back = read(&file, &path, &u).unwrap();
+        let back = load().unwrap();
         assert_eq!(back.current(1).unwrap().counters.last_counter, Some(4));
         // Another generation's records are ignored.
         assert!(back.current(2).is_none());
+        // Under another key nothing is valid: refused, not empty.
+        let other = read(&file, &path)
+            .unwrap()
+            .verify(&path, &u, &key(2), false, 1);
+        assert!(matches!(other, Err(Error::Corrupt { .. })));
         // Both slots damaged: refused.
         file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[1] + 20)
             .unwrap();
-        assert!(matches!(read(&file, &path, &u), Err(Error::Corrupt { .. })));
+        assert!(matches!(load(), Err(Error::Corrupt { .. })));
     }
 }

@@ -5,11 +5,11 @@
 
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded};
 use crate::counters::Counters;
-use crate::crypto::HostKey;
+use crate::crypto::{HostKey, RecordKey};
 use crate::error::{Error, Result};
 use crate::policy::{self, AuthRequest, Matched, Outcome};
 use crate::recovery::{self, RecoveryCode};
-use crate::state::UserState;
+use crate::state::{SealedState, UserState};
 use crate::totp::{self, OtpParams, TimeStep, TotpSecret};
 use crate::user::UserName;
 
@@ -59,15 +59,48 @@ impl Status {
 
 /// Opens a loaded state with the source's key, or with the key a rekey put in force since
 /// the source was made (only a state that does not open under ours is worth a second read).
-fn open(keys: &dyn KeySource, user: &UserName, loaded: &Loaded) -> Result<UserState> {
-    match loaded.state.open(user, &[keys.key()]) {
-        Err(Error::Corrupt { .. }) if !loaded.state.sealed_under(&keys.key().key_id()) => {
+fn open(keys: &dyn KeySource, user: &UserName, state: &SealedState) -> Result<UserState> {
+    match state.open(user, &[keys.key()]) {
+        Err(Error::Corrupt { .. }) if !state.sealed_under(&keys.key().key_id()) => {
             match keys.replaced()? {
-                Some(k) => loaded.state.open(user, &[&k]),
-                None => loaded.state.open(user, &[keys.key()]),
+                Some(k) => state.open(user, &[&k]),
+                None => state.open(user, &[keys.key()]),
             }
         }
         r => r,
+    }
+}
+
+/// What [`Backend::load`] needs to authenticate counters: opens the state with `keys` (as a
+/// login does) and returns its record key. For callers that drive a backend themselves.
+pub fn opener<'a>(
+    keys: &'a dyn KeySource,
+    user: &'a UserName,
+) -> impl FnMut(&SealedState) -> Result<RecordKey> + 'a {
+    move |state| open(keys, user, state).map(|s| s.record_key())
+}
+
+/// Loads `user` and opens the state with `open_state`, once, inside the load (so the
+/// backend can authenticate the counters with the state's record key).
+fn load_open(
+    backend: &dyn Backend,
+    user: &UserName,
+    open_state: impl Fn(&SealedState) -> Result<UserState>,
+) -> Result<Option<(Loaded, UserState)>> {
+    let mut opened = None;
+    let loaded = backend.load(user, &mut |s| {
+        let state = open_state(s)?;
+        let key = state.record_key();
+        opened = Some(state);
+        Ok(key)
+    })?;
+    match (loaded, opened) {
+        (None, _) => Ok(None),
+        (Some(l), Some(s)) => Ok(Some((l, s))),
+        // A backend that returned counters without having them authenticated.
+        (Some(_), None) => Err(Error::InvalidInput(
+            "the backend returned a state it did not open".into(),
+        )),
     }
 }
 
@@ -116,10 +149,9 @@ pub fn authenticate(
     req: &AuthRequest,
 ) -> Result<Outcome> {
     for _ in 0..MAX_ATTEMPTS {
-        let Some(loaded) = backend.load(user)? else {
+        let Some((loaded, mut state)) = load_open(backend, user, |s| open(keys, user, s))? else {
             return Ok(Outcome::NotEnrolled);
         };
-        let mut state = open(keys, user, &loaded)?;
         // The matcher sees the current counters (for last_counter and spent codes).
         state.counters = loaded.counters.clone();
         let matched = match_code(&state, &loaded.counters, input, req.now, req.window);
@@ -132,7 +164,8 @@ pub fn authenticate(
         let Some(counters) = decision.counters else {
             return Ok(decision.outcome);
         };
-        match backend.commit(user, loaded.version, &counters, decision.durable)? {
+        let key = state.record_key();
+        match backend.commit(user, loaded.version, &counters, &key, decision.durable)? {
             Commit::Committed => return Ok(decision.outcome),
             Commit::Conflict => continue,
         }
@@ -178,7 +211,7 @@ pub fn enroll(
 ) -> Result<Vec<RecoveryCode>> {
     if !e.replace {
         // An unreadable existing enrollment is an error, not "already enrolled".
-        if backend.load(&e.user)?.is_some() {
+        if backend.load(&e.user, &mut opener(keys, &e.user))?.is_some() {
             return Err(Error::AlreadyEnrolled(e.user));
         }
     }
@@ -222,12 +255,12 @@ fn modify<T>(
     mut change: impl FnMut(&mut UserState) -> Result<T>,
 ) -> Result<Option<T>> {
     for _ in 0..MAX_ATTEMPTS {
-        let Some(loaded) = backend.load(user)? else {
+        let Some((loaded, mut state)) = load_open(backend, user, |s| match open_with {
+            Some(k) => s.open(user, k),
+            None => open(keys, user, s),
+        })?
+        else {
             return Ok(None);
-        };
-        let mut state = match open_with {
-            Some(k) => loaded.state.open(user, k)?,
-            None => open(keys, user, &loaded)?,
         };
         state.counters = loaded.counters.clone();
         let out = change(&mut state)?;
@@ -283,10 +316,9 @@ pub fn status(
     keys: &dyn KeySource,
     user: &UserName,
 ) -> Result<Option<Status>> {
-    let Some(loaded) = backend.load(user)? else {
+    let Some((loaded, state)) = load_open(backend, user, |s| open(keys, user, s))? else {
         return Ok(None);
     };
-    let state = open(keys, user, &loaded)?;
     Ok(Some(Status {
         recovery_codes_left: recovery::unspent(
             state.recovery_codes_listed(),
@@ -359,7 +391,6 @@ mod tests {
 
     use super::*;
     use crate::backend::Version;
-    use crate::state::SealedState;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -380,14 +411,21 @@ mod tests {
         fn is_enrolled(&self, _: &UserName) -> Result<bool> {
             Ok(self.entry.lock().unwrap().is_some())
         }
-        fn load(&self, user: &UserName) -> Result<Option<Loaded>> {
+        fn load(
+            &self,
+            user: &UserName,
+            open: &mut dyn FnMut(&SealedState) -> Result<RecordKey>,
+        ) -> Result<Option<Loaded>> {
             self.loads.fetch_add(1, Ordering::SeqCst);
             let e = self.entry.lock().unwrap();
             let Some((bytes, counters, s, c)) = e.as_ref() else {
                 return Ok(None);
             };
+            let state = SealedState::parse(bytes, user, "mem".as_ref())?;
+            // In memory nobody else writes: the key is not needed to trust the counters.
+            open(&state)?;
             Ok(Some(Loaded {
-                state: SealedState::parse(bytes, user, "mem".as_ref())?,
+                state,
                 counters: counters.clone(),
                 version: Version::new(*s, *c),
             }))
@@ -397,6 +435,7 @@ mod tests {
             _: &UserName,
             version: Version,
             counters: &Counters,
+            _: &RecordKey,
             _: bool,
         ) -> Result<Commit> {
             let mut e = self.entry.lock().unwrap();

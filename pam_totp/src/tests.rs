@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::counters::Counters;
 use common::{
-    Backend, Commit, Config, Enrollment, Expect, HostKey, KeySource, Loaded, OtpParams,
+    Backend, Commit, Config, Enrollment, Expect, HostKey, KeySource, Loaded, OtpParams, RecordKey,
     RecoveryCodes, SealedState, TotpSecret, UserName, Version,
 };
 use pamsm::PamError;
@@ -133,13 +133,20 @@ impl Backend for Memory {
         Ok(self.users.lock().unwrap().contains_key(user))
     }
 
-    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> common::Result<RecordKey>,
+    ) -> common::Result<Option<Loaded>> {
         let users = self.users.lock().unwrap();
         let Some(e) = users.get(user) else {
             return Ok(None);
         };
+        let state = SealedState::parse(&e.state, user, Path::new(ORIGIN))?;
+        // In memory nobody else writes: the counters need no authenticator.
+        open(&state)?;
         Ok(Some(Loaded {
-            state: SealedState::parse(&e.state, user, Path::new(ORIGIN))?,
+            state,
             counters: e.counters.clone(),
             version: Version::new(e.state_rev, e.counters_rev),
         }))
@@ -150,6 +157,7 @@ impl Backend for Memory {
         user: &UserName,
         version: Version,
         counters: &Counters,
+        _key: &RecordKey,
         _durable: bool,
     ) -> common::Result<Commit> {
         let mut users = self.users.lock().unwrap();
@@ -230,17 +238,22 @@ impl Backend for Shared {
     fn is_enrolled(&self, user: &UserName) -> common::Result<bool> {
         self.0.is_enrolled(user)
     }
-    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
-        self.0.load(user)
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> common::Result<RecordKey>,
+    ) -> common::Result<Option<Loaded>> {
+        self.0.load(user, open)
     }
     fn commit(
         &self,
         user: &UserName,
         version: Version,
         counters: &Counters,
+        key: &RecordKey,
         durable: bool,
     ) -> common::Result<Commit> {
-        self.0.commit(user, version, counters, durable)
+        self.0.commit(user, version, counters, key, durable)
     }
     fn put_state(
         &self,
