@@ -11,7 +11,13 @@
 //! - a reply that is not UTF-8 or is longer than 64 bytes is a wrong code (counted);
 //! - a clock before 1970 fails closed with PAM_AUTHINFO_UNAVAIL;
 //! - PAM_SILENT suppresses the messages to the user, never a decision or a log line;
-//! - `pam_get_user` errors: conversation trouble is PAM_CONV_ERR, anything else an error.
+//! - `pam_get_user` errors: conversation trouble is PAM_CONV_ERR, anything else an error;
+//! - a name that is not enrolled is looked up through NSS (getpwnam): if the passwd entry
+//!   found has another name (case-insensitive or aliasing directories: SSSD, LDAP, AD) and
+//!   that name is enrolled, it is the one checked. A name NSS does not know, or whose entry
+//!   has the same name, stays "not enrolled" (`nullok` applies). An NSS lookup that fails
+//!   (directory unreachable) is PAM_AUTHINFO_UNAVAIL: it might have named an enrolled user.
+//!   PAM_USER is left as the application gave it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::UNIX_EPOCH;
@@ -46,6 +52,9 @@ pub trait Storage {
     /// Whether this process may open the state itself (effective uid 0); otherwise the
     /// daemon answers.
     fn privileged(&self) -> bool;
+    /// The name of the passwd entry that NSS returns for `name` (getpwnam): `Ok(None)` if
+    /// NSS knows no such user, an error if the lookup itself failed.
+    fn passwd_name(&self, name: &str) -> Result<Option<String>, String>;
 }
 
 /// The state directory and key file of the configuration.
@@ -60,6 +69,15 @@ impl Storage for Files {
     }
     fn privileged(&self) -> bool {
         nix::unistd::geteuid().is_root()
+    }
+    fn passwd_name(&self, name: &str) -> Result<Option<String>, String> {
+        use nix::errno::Errno;
+        match nix::unistd::User::from_name(name) {
+            Ok(u) => Ok(u.map(|u| u.name)),
+            // getpwnam(3): these too mean "not found" for some NSS sources.
+            Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+            Err(e) => Err(e.desc().to_owned()),
+        }
     }
 }
 
@@ -241,11 +259,45 @@ pub fn authenticate<H: Handle>(
         (None, Some(b)) => b.is_enrolled(&user).map_err(|e| s.unavailable("state", &e)),
         (None, None) => Err(PamError::SYSTEM_ERR),
     };
-    match enrolled {
-        Ok(true) => {}
-        Ok(false) => return s.not_enrolled(config.nullok),
+    let user = match enrolled {
+        Ok(true) => user,
+        Ok(false) => {
+            // Not enrolled under this spelling: the passwd entry's own name may be (only
+            // now, so an enrolled name costs no lookup).
+            let canonical = match storage.passwd_name(user.as_str()) {
+                Ok(Some(n)) if n != user.as_str() => UserName::parse(&n).ok(),
+                Ok(_) => None,
+                Err(e) => {
+                    s.log(
+                        Level::Err,
+                        &format!("NSS lookup failed: {e}; access denied"),
+                    );
+                    return PamError::AUTHINFO_UNAVAIL;
+                }
+            };
+            let Some(canonical) = canonical else {
+                return s.not_enrolled(config.nullok);
+            };
+            let enrolled = match (&daemon, &local) {
+                (Some(d), _) => d
+                    .is_enrolled(&canonical)
+                    .map_err(|e| s.daemon_unavailable(&e)),
+                (None, Some(b)) => b
+                    .is_enrolled(&canonical)
+                    .map_err(|e| s.unavailable("state", &e)),
+                (None, None) => Err(PamError::SYSTEM_ERR),
+            };
+            match enrolled {
+                Ok(true) => {
+                    s.ctx.user = format!("{canonical} (given as {user})");
+                    canonical
+                }
+                Ok(false) => return s.not_enrolled(config.nullok),
+                Err(code) => return code,
+            }
+        }
         Err(code) => return code,
-    }
+    };
     let keys = match &daemon {
         Some(_) => None,
         None => match storage.keys(&config) {

@@ -230,6 +230,11 @@ struct MemoryStorage {
     key_file: PathBuf,
     /// What the module is told about its effective uid (true: as root, in-process).
     privileged: bool,
+    /// NSS as the module sees it: a name given -> the passwd entry's name; a name
+    /// mapped to `Err` fails to look up. Names absent are unknown to NSS.
+    passwd: BTreeMap<String, Result<String, String>>,
+    /// Every name looked up through NSS.
+    lookups: Mutex<Vec<String>>,
 }
 
 struct Shared(Arc<Memory>);
@@ -295,6 +300,10 @@ impl Storage for MemoryStorage {
     fn privileged(&self) -> bool {
         self.privileged
     }
+    fn passwd_name(&self, name: &str) -> Result<Option<String>, String> {
+        self.lookups.lock().unwrap().push(name.to_owned());
+        self.passwd.get(name).cloned().transpose()
+    }
 }
 
 /// An in-memory store and key with one enrolled user.
@@ -317,6 +326,8 @@ impl Fixture {
                 state: state.clone(),
                 key_file: PathBuf::from("/fixture/key"),
                 privileged: true,
+                passwd: BTreeMap::new(),
+                lookups: Mutex::new(Vec::new()),
             },
             config: PathBuf::from("/nonexistent/pam_totp-unit.conf"),
             state,
@@ -984,4 +995,57 @@ mod via_daemon {
         // The in-process store was not used: the typed code was never checked there.
         assert_eq!(f.status("alice").counters.last_counter, None);
     }
+}
+
+/// Issue 10: with case-insensitive NSS (SSSD, LDAP, AD) `ALICE` is alice. The name given is
+/// not enrolled, so it is resolved through NSS and the passwd entry's name is checked:
+/// a wrong code is refused (not skipped under `nullok`), the right one accepted and
+/// counted for alice. An enrolled name is never looked up.
+#[test]
+fn a_name_nss_maps_to_an_enrolled_user_is_that_user() {
+    let mut f = Fixture::new();
+    f.storage.passwd.insert("ALICE".into(), Ok("alice".into()));
+    let mut h = Fake::new("ALICE", answer(b"000000"));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTH_ERR);
+    assert_eq!(f.status("alice").counters.failures, 1);
+    let code = f.code(NOW);
+    let mut h = Fake::new("ALICE", answer(&code));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::SUCCESS);
+    assert!(
+        h.logged(Level::Info)
+            .iter()
+            .any(|l| l.contains("user=alice (given as ALICE)")),
+        "{:?}",
+        h.logged(Level::Info)
+    );
+    // The same code under the enrolled name is a replay: one user, one state.
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTH_ERR);
+    assert_eq!(
+        *f.storage.lookups.lock().unwrap(),
+        vec!["ALICE".to_owned(), "ALICE".to_owned()],
+        "an enrolled name costs no NSS lookup"
+    );
+}
+
+/// Names NSS does not know, or whose entry is not enrolled either, stay "not enrolled";
+/// a failed lookup fails closed (it might have named an enrolled user).
+#[test]
+fn names_nss_cannot_map_to_an_enrolled_user() {
+    let mut f = Fixture::new();
+    f.storage.passwd.insert("bob".into(), Ok("bob".into()));
+    f.storage.passwd.insert("BOB".into(), Ok("bob".into()));
+    f.storage
+        .passwd
+        .insert("Alice".into(), Err("directory unreachable".into()));
+    for name in ["nobody-known", "bob", "BOB"] {
+        let mut h = Fake::new(name, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &["nullok"]), PamError::IGNORE, "{name}");
+        let mut h = Fake::new(name, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR, "{name}");
+    }
+    let mut h = Fake::new("Alice", answer(b"000000"));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTHINFO_UNAVAIL);
+    assert!(h.prompts.is_empty());
+    assert!(h.logged(Level::Err)[0].contains("NSS lookup failed: directory unreachable"));
 }
