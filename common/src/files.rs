@@ -220,9 +220,14 @@ impl Backend for FilesBackend {
         // Without our lease, the records in place cannot be checked (they may be those of
         // an enrollment being replaced, under another key): their shape only says which
         // slot not to overwrite; they are never read for values here.
+        // A rewrite supersedes them anyway, so an unreadable counters file counts as none.
         let unchecked = |user: &UserName| -> Result<(UserLock, Slots)> {
-            let (l, raw) = self.lock(user)?;
-            Ok((l, raw.unverified(user)))
+            let name = counters_name(user);
+            let l = lock::lock(&self.dir, &name)?;
+            let slots = counters::read(&l, &self.dir.join(&name))
+                .map(|raw| raw.unverified(user))
+                .unwrap_or_default();
+            Ok((l, slots))
         };
         let (mut lock, mut slots, expected) = match expect {
             Expect::Version(mut v) => match v.take_lease().and_then(|l| l.downcast::<Lease>().ok())
