@@ -358,20 +358,55 @@ pub fn list(backend: &dyn Backend, keys: &dyn KeySource) -> Result<Vec<PerUser<S
 /// Before step 3 logins hold the old key and every state opens with it; after, they hold
 /// the new one and every state opens with that. Returns each user with the outcome of
 /// step 4.
+///
+/// One user does not stop the others. A state that does not open at step 2 (corrupt, or
+/// changed without the key) opens with neither key anyway: it is passed over and reported
+/// with its error (a state that opens but whose counters are refused stops the rekey
+/// before step 3, as any other error does). A user whose lock stays busy (a process stuck holding it) is tried again
+/// once the others are done; if still busy the rekey stops before step 3, naming that
+/// user, since switching keys would lock them out: everything still opens with the old
+/// key, and a later run picks up the same next key.
 pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUser<()>>> {
     let old = keys.key();
     let new = keys.next()?;
     let both = [old, &new];
-    // Step 2: a state that fails here would not open after the switch; stop before it.
+    let reseal = |user: &UserName| {
+        modify(backend, keys, user, Some(&both), Some(&both), |_| Ok(())).map(|_| ())
+    };
+    let mut unusable = Vec::new();
+    let mut busy = Vec::new();
     for user in backend.users()? {
-        modify(backend, keys, &user, Some(&both), Some(&both), |_| Ok(()))?;
+        match reseal(&user) {
+            Ok(()) => {}
+            Err(e @ Error::Corrupt { .. }) => {
+                // Passed over only if the state itself opens with neither key: one that
+                // opens but whose counters are bad must not be left under the old key
+                // alone (it would never open again).
+                let mut opens = false;
+                let _ = backend.load(&user, &mut |s| {
+                    let state = s.open(&user, &both)?;
+                    opens = true;
+                    Ok(state.record_key())
+                });
+                if opens {
+                    return Err(e);
+                }
+                unusable.push((user, Err(e)));
+            }
+            Err(Error::Lock { .. }) => busy.push(user),
+            Err(e) => return Err(e),
+        }
+    }
+    for user in busy {
+        reseal(&user)?;
     }
     keys.promote()?;
     // Step 4, listing again: the old key still opens a state that an enrollment started
     // before the switch sealed under it alone (enrollment-side writes after it are refused).
     let users = backend.users()?;
-    Ok(users
+    let mut out: Vec<PerUser<()>> = users
         .into_iter()
+        .filter(|u| !unusable.iter().any(|(b, _)| b == u))
         .map(|u| {
             let r = modify(backend, keys, &u, Some(&[&new, old]), Some(&[&new]), |_| {
                 Ok(())
@@ -379,7 +414,10 @@ pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUse
             .map(|_| ());
             (u, r)
         })
-        .collect())
+        .collect();
+    out.extend(unusable);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -84,3 +84,56 @@ fn both_keys_of_an_unfinished_rekey_read_each_others_counters() {
     let stranger = Holds(HostKey::generate().unwrap());
     assert!(login::status(&backend, &stranger, &user).is_err());
 }
+
+/// Issue 10: one user must not make `rekey` fail for the others. A state that opens with
+/// neither key is passed over and reported; everyone else moves to the new key.
+#[test]
+fn a_state_that_does_not_open_does_not_stop_a_rekey_for_the_others() {
+    let fx = Fixture::new();
+    let users: Vec<_> = ["ann", "ben", "cat"].iter().map(|n| fx.enroll(n)).collect();
+    let ben = fx.state_dir.join("ben");
+    let text = std::fs::read_to_string(&ben).unwrap();
+    std::fs::write(&ben, text.replace("digits = 6", "digits = 8")).unwrap();
+    let old_key = std::fs::read(&fx.key_file).unwrap();
+    let results = common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(u, _)| u.as_str())
+        .collect();
+    assert_eq!(failed, ["ben"], "{results:?}");
+    assert_ne!(std::fs::read(&fx.key_file).unwrap(), old_key);
+    let store = fx.store();
+    for (user, secret) in users.iter().filter(|(u, _)| u.as_str() != "ben") {
+        let o = store
+            .authenticate(user, &current_code(secret), &req(now()))
+            .unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{user}: {o:?}");
+    }
+}
+
+/// A user whose lock is held (by a stuck process) past the lock timeout is tried again
+/// after the others, and the rekey finishes once it is free.
+#[test]
+fn a_busy_user_is_tried_again_after_the_others() {
+    let fx = Fixture::new();
+    let users: Vec<_> = ["dan", "eve"].iter().map(|n| fx.enroll(n)).collect();
+    let counters = fx.state_dir.join(".dan.counters");
+    let held = std::fs::File::open(&counters).unwrap();
+    let held = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let release = std::thread::spawn(move || {
+        // Longer than one lock timeout (10 s), shorter than two.
+        std::thread::sleep(std::time::Duration::from_secs(13));
+        drop(held);
+    });
+    let results = common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    release.join().unwrap();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    let store = fx.store();
+    for (user, secret) in &users {
+        let o = store
+            .authenticate(user, &current_code(secret), &req(now()))
+            .unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{user}: {o:?}");
+    }
+}
