@@ -614,7 +614,8 @@ impl Drop for Reaped {
 /// Issue 10: a plain user who stops their own `totp-enroll` while it holds their lock must
 /// not stall root's `rekey` and `list` (nor their own logins). To hold the lock long enough
 /// to aim at, the program runs under strace (as root), which delays the return of its
-/// flock(2) by a few seconds; the user then sends SIGSTOP and SIGTSTP to it as themselves.
+/// flock(2) by a few seconds; the user then sends SIGSTOP and SIGTSTP to it as themselves,
+/// and root sends SIGTSTP as the terminal would for ^Z.
 #[test]
 fn a_user_cannot_freeze_their_own_lock() {
     if e2e_support::rerun_in_private_root("a_user_cannot_freeze_their_own_lock") {
@@ -681,6 +682,10 @@ fn a_user_cannot_freeze_their_own_lock() {
             alice.name
         );
     }
+    // ^Z at the user's terminal: the kernel sends SIGTSTP with no uid check, as root's
+    // kill does here. It must wait until the lock is released.
+    let pid_t = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid_t, nix::sys::signal::Signal::SIGTSTP).unwrap();
     // Root's rekey and list finish, with no key.new left behind.
     let rekey = run_with_timeout(
         e2e_support::cmd(bin.to_str().unwrap(), &["rekey"]),
@@ -697,7 +702,19 @@ fn a_user_cannot_freeze_their_own_lock() {
     assert!(list.success(), "{list:?}");
     assert!(list.stdout.contains(&alice.name), "{list:?}");
     assert!(!list.stdout.contains("error"), "{list:?}");
-    let status = child.0.wait().unwrap();
+    // The stop it kept pending takes effect after the locked work: let it go on.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        let _ = nix::sys::signal::kill(pid_t, nix::sys::signal::Signal::SIGCONT);
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let mut out = String::new();
     std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(status.success(), "status: {status:?} {out}");
