@@ -36,7 +36,7 @@ mod user;
 
 pub use backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded, Version};
 pub use config::Config;
-pub use crypto::HostKey;
+pub use crypto::{HostKey, RecordKey};
 pub use device::{Device, DeviceIdentity};
 pub use error::{Error, Result};
 pub use files::{FileKey, FilesBackend};

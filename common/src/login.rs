@@ -5,13 +5,13 @@
 
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded};
 use crate::counters::Counters;
-use crate::crypto::HostKey;
+use crate::crypto::{HostKey, RecordKey};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::hotp;
 use crate::policy::{self, AuthRequest, Matched, Outcome};
 use crate::recovery::{self, RecoveryCode};
-use crate::state::UserState;
+use crate::state::{SealedState, UserState};
 use crate::totp::{self, OtpKind, OtpParams, TimeStep, TotpSecret};
 use crate::user::UserName;
 
@@ -62,15 +62,48 @@ impl Status {
 
 /// Opens a loaded state with the source's key, or with the key a rekey put in force since
 /// the source was made (only a state that does not open under ours is worth a second read).
-fn open(keys: &dyn KeySource, user: &UserName, loaded: &Loaded) -> Result<UserState> {
-    match loaded.state.open(user, &[keys.key()]) {
-        Err(Error::Corrupt { .. }) if !loaded.state.sealed_under(&keys.key().key_id()) => {
+fn open(keys: &dyn KeySource, user: &UserName, state: &SealedState) -> Result<UserState> {
+    match state.open(user, &[keys.key()]) {
+        Err(Error::Corrupt { .. }) if !state.sealed_under(&keys.key().key_id()) => {
             match keys.replaced()? {
-                Some(k) => loaded.state.open(user, &[&k]),
-                None => loaded.state.open(user, &[keys.key()]),
+                Some(k) => state.open(user, &[&k]),
+                None => state.open(user, &[keys.key()]),
             }
         }
         r => r,
+    }
+}
+
+/// What [`Backend::load`] needs to authenticate counters: opens the state with `keys` (as a
+/// login does) and returns its record key. For callers that drive a backend themselves.
+pub fn opener<'a>(
+    keys: &'a dyn KeySource,
+    user: &'a UserName,
+) -> impl FnMut(&SealedState) -> Result<RecordKey> + 'a {
+    move |state| open(keys, user, state).map(|s| s.record_key())
+}
+
+/// Loads `user` and opens the state with `open_state`, once, inside the load (so the
+/// backend can authenticate the counters with the state's record key).
+fn load_open(
+    backend: &dyn Backend,
+    user: &UserName,
+    open_state: impl Fn(&SealedState) -> Result<UserState>,
+) -> Result<Option<(Loaded, UserState)>> {
+    let mut opened = None;
+    let loaded = backend.load(user, &mut |s| {
+        let state = open_state(s)?;
+        let key = state.record_key();
+        opened = Some(state);
+        Ok(key)
+    })?;
+    match (loaded, opened) {
+        (None, _) => Ok(None),
+        (Some(l), Some(s)) => Ok(Some((l, s))),
+        // A backend that returned counters without having them authenticated.
+        (Some(_), None) => Err(Error::InvalidInput(
+            "the backend returned a state it did not open".into(),
+        )),
     }
 }
 
@@ -123,10 +156,9 @@ pub fn authenticate(
     req: &AuthRequest,
 ) -> Result<Outcome> {
     for _ in 0..MAX_ATTEMPTS {
-        let Some(loaded) = backend.load(user)? else {
+        let Some((loaded, mut state)) = load_open(backend, user, |s| open(keys, user, s))? else {
             return Ok(Outcome::NotEnrolled);
         };
-        let mut state = open(keys, user, &loaded)?;
         // The matcher sees the current counters (for last_counter and spent codes).
         state.counters = loaded.counters.clone();
         let matched = match_code(&state, &loaded.counters, input, req);
@@ -144,7 +176,8 @@ pub fn authenticate(
         let Some(counters) = decision.counters else {
             return Ok(decision.outcome);
         };
-        match backend.commit(user, loaded.version, &counters, decision.durable)? {
+        let key = state.record_key();
+        match backend.commit(user, loaded.version, &counters, &key, decision.durable)? {
             Commit::Committed => return Ok(decision.outcome),
             Commit::Conflict => continue,
         }
@@ -164,13 +197,11 @@ pub fn grace(
     let Some(device) = req.device.filter(|_| req.grace_secs > 0) else {
         return Ok(None);
     };
-    let Some(loaded) = backend.load(user)? else {
+    // Opened inside the load: the counters (and so the devices) are authenticated with
+    // the state's record key.
+    let Some((loaded, state)) = load_open(backend, user, |s| open(keys, user, s))? else {
         return Ok(None);
     };
-    if loaded.counters.devices.is_empty() {
-        return Ok(None);
-    }
-    let state = open(keys, user, &loaded)?;
     Ok(policy::grace(
         &loaded.counters,
         &state.device_id(device),
@@ -236,7 +267,7 @@ pub fn enroll(
     }
     if !e.replace {
         // An unreadable existing enrollment is an error, not "already enrolled".
-        if backend.load(&e.user)?.is_some() {
+        if backend.load(&e.user, &mut opener(keys, &e.user))?.is_some() {
             return Err(Error::AlreadyEnrolled(e.user));
         }
     }
@@ -280,12 +311,12 @@ fn modify<T>(
     mut change: impl FnMut(&mut UserState) -> Result<T>,
 ) -> Result<Option<T>> {
     for _ in 0..MAX_ATTEMPTS {
-        let Some(loaded) = backend.load(user)? else {
+        let Some((loaded, mut state)) = load_open(backend, user, |s| match open_with {
+            Some(k) => s.open(user, k),
+            None => open(keys, user, s),
+        })?
+        else {
             return Ok(None);
-        };
-        let mut state = match open_with {
-            Some(k) => loaded.state.open(user, k)?,
-            None => open(keys, user, &loaded)?,
         };
         state.counters = loaded.counters.clone();
         let out = change(&mut state)?;
@@ -343,10 +374,9 @@ pub fn status(
     keys: &dyn KeySource,
     user: &UserName,
 ) -> Result<Option<Status>> {
-    let Some(loaded) = backend.load(user)? else {
+    let Some((loaded, state)) = load_open(backend, user, |s| open(keys, user, s))? else {
         return Ok(None);
     };
-    let state = open(keys, user, &loaded)?;
     Ok(Some(Status {
         recovery_codes_left: recovery::unspent(
             state.recovery_codes_listed(),
@@ -386,20 +416,55 @@ pub fn list(backend: &dyn Backend, keys: &dyn KeySource) -> Result<Vec<PerUser<S
 /// Before step 3 logins hold the old key and every state opens with it; after, they hold
 /// the new one and every state opens with that. Returns each user with the outcome of
 /// step 4.
+///
+/// One user does not stop the others. A state that does not open at step 2 (corrupt, or
+/// changed without the key) opens with neither key anyway: it is passed over and reported
+/// with its error (a state that opens but whose counters are refused stops the rekey
+/// before step 3, as any other error does). A user whose lock stays busy (a process stuck holding it) is tried again
+/// once the others are done; if still busy the rekey stops before step 3, naming that
+/// user, since switching keys would lock them out: everything still opens with the old
+/// key, and a later run picks up the same next key.
 pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUser<()>>> {
     let old = keys.key();
     let new = keys.next()?;
     let both = [old, &new];
-    // Step 2: a state that fails here would not open after the switch; stop before it.
+    let reseal = |user: &UserName| {
+        modify(backend, keys, user, Some(&both), Some(&both), |_| Ok(())).map(|_| ())
+    };
+    let mut unusable = Vec::new();
+    let mut busy = Vec::new();
     for user in backend.users()? {
-        modify(backend, keys, &user, Some(&both), Some(&both), |_| Ok(()))?;
+        match reseal(&user) {
+            Ok(()) => {}
+            Err(e @ Error::Corrupt { .. }) => {
+                // Passed over only if the state itself opens with neither key: one that
+                // opens but whose counters are bad must not be left under the old key
+                // alone (it would never open again).
+                let mut opens = false;
+                let _ = backend.load(&user, &mut |s| {
+                    let state = s.open(&user, &both)?;
+                    opens = true;
+                    Ok(state.record_key())
+                });
+                if opens {
+                    return Err(e);
+                }
+                unusable.push((user, Err(e)));
+            }
+            Err(Error::Lock { .. }) => busy.push(user),
+            Err(e) => return Err(e),
+        }
+    }
+    for user in busy {
+        reseal(&user)?;
     }
     keys.promote()?;
     // Step 4, listing again: the old key still opens a state that an enrollment started
     // before the switch sealed under it alone (enrollment-side writes after it are refused).
     let users = backend.users()?;
-    Ok(users
+    let mut out: Vec<PerUser<()>> = users
         .into_iter()
+        .filter(|u| !unusable.iter().any(|(b, _)| b == u))
         .map(|u| {
             let r = modify(backend, keys, &u, Some(&[&new, old]), Some(&[&new]), |_| {
                 Ok(())
@@ -407,7 +472,10 @@ pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUse
             .map(|_| ());
             (u, r)
         })
-        .collect())
+        .collect();
+    out.extend(unusable);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -419,7 +487,6 @@ mod tests {
 
     use super::*;
     use crate::backend::Version;
-    use crate::state::SealedState;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -440,14 +507,21 @@ mod tests {
         fn is_enrolled(&self, _: &UserName) -> Result<bool> {
             Ok(self.entry.lock().unwrap().is_some())
         }
-        fn load(&self, user: &UserName) -> Result<Option<Loaded>> {
+        fn load(
+            &self,
+            user: &UserName,
+            open: &mut dyn FnMut(&SealedState) -> Result<RecordKey>,
+        ) -> Result<Option<Loaded>> {
             self.loads.fetch_add(1, Ordering::SeqCst);
             let e = self.entry.lock().unwrap();
             let Some((bytes, counters, s, c)) = e.as_ref() else {
                 return Ok(None);
             };
+            let state = SealedState::parse(bytes, user, "mem".as_ref())?;
+            // In memory nobody else writes: the key is not needed to trust the counters.
+            open(&state)?;
             Ok(Some(Loaded {
-                state: SealedState::parse(bytes, user, "mem".as_ref())?,
+                state,
                 counters: counters.clone(),
                 version: Version::new(*s, *c),
             }))
@@ -457,6 +531,7 @@ mod tests {
             _: &UserName,
             version: Version,
             counters: &Counters,
+            _: &RecordKey,
             _: bool,
         ) -> Result<Commit> {
             let mut e = self.entry.lock().unwrap();

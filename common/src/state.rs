@@ -1,15 +1,25 @@
-//! The user state file, format version 1 (TOML), and its decrypted in-memory form.
+//! The user state file (TOML), and its decrypted in-memory form.
 //!
 //! The TOTP secret and the recovery-hash key are sealed together with AES-256-GCM under the
 //! host key. The associated data binds the format version and the user name, so a file
 //! copied onto another user's name does not open. During a rekey a file may carry the same
 //! payload sealed under two keys; each entry names its key by [`HostKey::key_id`].
+//!
+//! Format version 2 authenticates the whole file. Its first line is
+//! `mac = "<64 hex digits>"`: HMAC-SHA256 under the enrollment's [`RecordKey`] over every
+//! byte that follows that line, exactly as stored. So every field, present or added later,
+//! is covered without being listed here, and a reader checks it with the one parse it makes
+//! anyway (the MAC is verified once the payload is open, since its key is in there). Any
+//! change made without the key is [`Error::Corrupt`]. Version 1 files (no `mac`; only the
+//! sealed payload authenticated) are still read, and every rewrite writes version 2. The
+//! version is in the associated data of the seal, so a version 2 file cannot be passed off
+//! as version 1 to shed its MAC.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::counters::Counters;
-use crate::crypto::{fill_random, hmac_sha256, HostKey};
+use crate::crypto::{fill_random, hmac_sha256, HostKey, RecordKey};
 use crate::device::{Device, DeviceIdentity, MAX_DEVICES};
 use crate::error::{Error, Result};
 use crate::fsutil::hex;
@@ -17,7 +27,14 @@ use crate::recovery;
 use crate::totp::{Algorithm, OtpKind, OtpParams, TotpSecret};
 use crate::user::UserName;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The version every write produces.
+pub const FORMAT_VERSION: u32 = 2;
+/// The version before whole-file authentication: still read, never written.
+pub const LEGACY_FORMAT_VERSION: u32 = 1;
+const MAC_LABEL: &[u8] = b"pam_totp state v2";
+const MAC_PREFIX: &str = "mac = \"";
+/// `mac = "` + 64 hex digits + `"` + newline.
+const MAC_LINE_LEN: usize = MAC_PREFIX.len() + 64 + 2;
 /// Largest state file we read. A real one is about 2 KiB.
 pub const MAX_STATE_FILE_LEN: u64 = 64 * 1024;
 const RECOVERY_KEY_LEN: usize = 32;
@@ -34,7 +51,11 @@ struct SealedSecret {
 /// The file as stored. Field names are SPEC.md's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateFileV1 {
+struct StateFile {
+    /// Version 2: the authenticator of the rest of the file (see the module doc). Never
+    /// serialized from here: the writer puts it on the first line itself.
+    #[serde(default, skip_serializing)]
+    mac: Option<String>,
     version: u32,
     user: String,
     algorithm: Algorithm,
@@ -124,8 +145,8 @@ pub struct UserState {
     pub(crate) recovery_key: Zeroizing<Vec<u8>>,
 }
 
-fn aad(user: &UserName) -> Vec<u8> {
-    let mut aad = format!("pam_totp state v{FORMAT_VERSION}\0").into_bytes();
+fn aad(version: u32, user: &UserName) -> Vec<u8> {
+    let mut aad = format!("pam_totp state v{version}\0").into_bytes();
     aad.extend_from_slice(user.as_str().as_bytes());
     aad
 }
@@ -167,6 +188,11 @@ impl UserState {
             secret,
             recovery_key,
         })
+    }
+
+    /// The key that authenticates this enrollment's state file and counters records.
+    pub fn record_key(&self) -> RecordKey {
+        RecordKey::derive(&self.recovery_key, &self.user)
     }
 
     /// The secret stays inside the crate: callers verify codes, they never get it.
@@ -280,7 +306,7 @@ impl UserState {
         let mut plain = Zeroizing::new(Vec::with_capacity(RECOVERY_KEY_LEN + 64));
         plain.extend_from_slice(&self.recovery_key);
         plain.extend_from_slice(self.secret.as_bytes());
-        let aad = aad(&self.user);
+        let aad = aad(FORMAT_VERSION, &self.user);
         let mut secret = Vec::new();
         for key in keys {
             let (nonce, ct) = key.seal(&aad, &plain)?;
@@ -291,7 +317,8 @@ impl UserState {
             });
         }
         let c = &self.counters;
-        let file = StateFileV1 {
+        let file = StateFile {
+            mac: None,
             version: FORMAT_VERSION,
             user: self.user.as_str().to_owned(),
             algorithm: self.params.algorithm(),
@@ -312,19 +339,31 @@ impl UserState {
             kind: self.params.kind(),
             devices: c.devices.iter().map(DeviceEntry::from_device).collect(),
         };
-        toml::to_string(&file)
+        let body = toml::to_string(&file)
             .map(Zeroizing::new)
-            .map_err(|e| Error::InvalidInput(format!("cannot serialize state: {e}")))
+            .map_err(|e| Error::InvalidInput(format!("cannot serialize state: {e}")))?;
+        let tag = self
+            .record_key()
+            .tag(MAC_LABEL, &mac_input(&self.user, body.as_bytes()));
+        let mut text = Zeroizing::new(String::with_capacity(MAC_LINE_LEN + body.len()));
+        text.push_str(MAC_PREFIX);
+        text.push_str(&hex(&tag));
+        text.push_str("\"\n");
+        text.push_str(&body);
+        Ok(text)
     }
 
-    /// Serializes and seals under `keys`, as a backend stores it.
+    /// Serializes and seals under `keys`, as a backend stores it. The result carries the
+    /// record key, for the backend to authenticate the first counters record it writes.
     pub(crate) fn seal(&mut self, keys: &[&HostKey]) -> Result<SealedState> {
         let text = self.serialize(keys)?;
-        SealedState::parse(
+        let mut sealed = SealedState::parse(
             text.as_bytes(),
             &self.user,
             std::path::Path::new(self.user.as_str()),
-        )
+        )?;
+        sealed.record_key = Some(self.record_key());
+        Ok(sealed)
     }
 
     /// Parses and decrypts a state file read for `user`. `keys` are tried by key id. Any
@@ -343,9 +382,22 @@ impl UserState {
 /// hands back. Its secret opens only inside this crate ([`SealedState::open`]), so a
 /// backend never sees it in clear.
 pub struct SealedState {
-    file: StateFileV1,
+    file: StateFile,
     bytes: Zeroizing<Vec<u8>>,
     origin: std::path::PathBuf,
+    /// Version 2: the MAC from the first line, checked by [`SealedState::open`].
+    mac: Option<[u8; 32]>,
+    /// Set when made by [`UserState::seal`], never when parsed.
+    record_key: Option<RecordKey>,
+}
+
+/// What the state MAC covers: the user name, then the bytes after the `mac` line.
+fn mac_input(user: &UserName, body: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut data = Zeroizing::new(Vec::with_capacity(user.as_str().len() + 1 + body.len()));
+    data.extend_from_slice(user.as_str().as_bytes());
+    data.push(0);
+    data.extend_from_slice(body);
+    data
 }
 
 impl SealedState {
@@ -354,14 +406,36 @@ impl SealedState {
     pub fn parse(bytes: &[u8], user: &UserName, origin: &std::path::Path) -> Result<Self> {
         let path = origin;
         let text = std::str::from_utf8(bytes).map_err(|_| Error::corrupt(path, "not UTF-8"))?;
-        let file: StateFileV1 =
+        let file: StateFile =
             toml::from_str(text).map_err(|e| Error::corrupt(path, e.message().to_owned()))?;
-        if file.version != FORMAT_VERSION {
-            return Err(Error::corrupt(
-                path,
-                format!("unsupported format version {}", file.version),
-            ));
-        }
+        let mac = match (file.version, &file.mac) {
+            (LEGACY_FORMAT_VERSION, None) => None,
+            (FORMAT_VERSION, Some(mac)) => {
+                // The one layout the writer makes: the MAC line first, verbatim, so that
+                // what it covers is exactly the rest of the bytes.
+                let line = format!("{MAC_PREFIX}{mac}\"\n");
+                let tag = data_encoding::HEXLOWER
+                    .decode(mac.as_bytes())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                match tag {
+                    Some(tag) if bytes.starts_with(line.as_bytes()) => Some(tag),
+                    _ => return Err(Error::corrupt(path, "malformed mac line")),
+                }
+            }
+            (LEGACY_FORMAT_VERSION | FORMAT_VERSION, _) => {
+                return Err(Error::corrupt(
+                    path,
+                    "mac does not match the format version",
+                ))
+            }
+            (v, _) => {
+                return Err(Error::corrupt(
+                    path,
+                    format!("unsupported format version {v}"),
+                ))
+            }
+        };
         if file.user != user.as_str() {
             return Err(Error::corrupt(path, "belongs to another user"));
         }
@@ -369,7 +443,20 @@ impl SealedState {
             file,
             bytes: Zeroizing::new(bytes.to_vec()),
             origin: origin.to_owned(),
+            mac,
+            record_key: None,
         })
+    }
+
+    /// The format version as stored: 1 for a file written before whole-file
+    /// authentication (its counters records may still be checksummed, not MACed).
+    pub fn format_version(&self) -> u32 {
+        self.file.version
+    }
+
+    /// The record key, for a state made by [`UserState::seal`].
+    pub(crate) fn record_key(&self) -> Option<&RecordKey> {
+        self.record_key.as_ref()
     }
 
     /// The bytes to store.
@@ -424,7 +511,8 @@ impl SealedState {
         self.file.secret.iter().any(|s| s.key_id == key_id)
     }
 
-    /// Decrypts with the first of `keys` the state is sealed under.
+    /// Decrypts with the first of `keys` the state is sealed under and, for version 2,
+    /// checks the MAC over the whole file.
     pub(crate) fn open(&self, user: &UserName, keys: &[&HostKey]) -> Result<UserState> {
         let file = &self.file;
         let path = self.origin.as_path();
@@ -443,7 +531,7 @@ impl SealedState {
                 .ok_or_else(|| Error::corrupt(path, "bad recovery code hash"))?;
             recovery_hashes.push(bytes);
         }
-        let aad = aad(user);
+        let aad = aad(file.version, user);
         let mut plain = None;
         for key in keys {
             let id = key.key_id();
@@ -467,6 +555,16 @@ impl SealedState {
             return Err(Error::corrupt(path, "sealed payload too short"));
         }
         let recovery_key = Zeroizing::new(plain[..RECOVERY_KEY_LEN].to_vec());
+        if let Some(tag) = &self.mac {
+            let key = RecordKey::derive(&recovery_key, user);
+            let body = &self.bytes[MAC_LINE_LEN..];
+            if !key.verify(MAC_LABEL, &mac_input(user, body), tag) {
+                return Err(Error::corrupt(
+                    path,
+                    "state changed without the key (mac does not match)",
+                ));
+            }
+        }
         let secret = TotpSecret::from_bytes(Zeroizing::new(plain[RECOVERY_KEY_LEN..].to_vec()))
             .map_err(|e| Error::corrupt(path, e.to_string()))?;
         Ok(UserState {

@@ -18,7 +18,13 @@
 //! - a reply that is not UTF-8 or is longer than 64 bytes is a wrong code (counted);
 //! - a clock before 1970 fails closed with PAM_AUTHINFO_UNAVAIL;
 //! - PAM_SILENT suppresses the messages to the user, never a decision or a log line;
-//! - `pam_get_user` errors: conversation trouble is PAM_CONV_ERR, anything else an error.
+//! - `pam_get_user` errors: conversation trouble is PAM_CONV_ERR, anything else an error;
+//! - a name that is not enrolled is looked up through NSS (getpwnam): if the passwd entry
+//!   found has another name (case-insensitive or aliasing directories: SSSD, LDAP, AD) and
+//!   that name is enrolled, it is the one checked. A name NSS does not know, or whose entry
+//!   has the same name, stays "not enrolled" (`nullok` applies). An NSS lookup that fails
+//!   (directory unreachable) is PAM_AUTHINFO_UNAVAIL: it might have named an enrolled user.
+//!   PAM_USER is left as the application gave it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::UNIX_EPOCH;
@@ -53,6 +59,9 @@ pub trait Storage {
     /// Whether this process may open the state itself (effective uid 0); otherwise the
     /// daemon answers.
     fn privileged(&self) -> bool;
+    /// The name of the passwd entry that NSS returns for `name` (getpwnam): `Ok(None)` if
+    /// NSS knows no such user, an error if the lookup itself failed.
+    fn passwd_name(&self, name: &str) -> Result<Option<String>, String>;
 }
 
 /// The state directory and key file of the configuration.
@@ -67,6 +76,15 @@ impl Storage for Files {
     }
     fn privileged(&self) -> bool {
         nix::unistd::geteuid().is_root()
+    }
+    fn passwd_name(&self, name: &str) -> Result<Option<String>, String> {
+        use nix::errno::Errno;
+        match nix::unistd::User::from_name(name) {
+            Ok(u) => Ok(u.map(|u| u.name)),
+            // getpwnam(3): these too mean "not found" for some NSS sources.
+            Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+            Err(e) => Err(e.desc().to_owned()),
+        }
     }
 }
 
@@ -251,28 +269,53 @@ pub fn authenticate<H: Handle>(
         (None, Some(b)) => b.is_enrolled(&user).map_err(|e| s.unavailable("state", &e)),
         (None, None) => Err(PamError::SYSTEM_ERR),
     };
-    match enrolled {
-        Ok(true) => {}
-        // forward_pass: the whole answer is the password, for the next module.
-        Ok(false) if config.forward_pass && config.nullok => {
-            return forward_whole_answer(&mut s, config.echo)
+    let user = match enrolled {
+        Ok(true) => Some(user),
+        Ok(false) => {
+            // Not enrolled under this spelling: the passwd entry's own name may be (only
+            // now, so an enrolled name costs no lookup).
+            let canonical = match storage.passwd_name(user.as_str()) {
+                Ok(Some(n)) if n != user.as_str() => UserName::parse(&n).ok(),
+                Ok(_) => None,
+                Err(e) => {
+                    s.log(
+                        Level::Err,
+                        &format!("NSS lookup failed: {e}; access denied"),
+                    );
+                    return PamError::AUTHINFO_UNAVAIL;
+                }
+            };
+            match canonical {
+                None => None,
+                Some(canonical) => {
+                    let enrolled = match (&daemon, &local) {
+                        (Some(d), _) => d
+                            .is_enrolled(&canonical)
+                            .map_err(|e| s.daemon_unavailable(&e)),
+                        (None, Some(b)) => b
+                            .is_enrolled(&canonical)
+                            .map_err(|e| s.unavailable("state", &e)),
+                        (None, None) => Err(PamError::SYSTEM_ERR),
+                    };
+                    match enrolled {
+                        Ok(true) => {
+                            s.ctx.user = format!("{canonical} (given as {user})");
+                            Some(canonical)
+                        }
+                        Ok(false) => None,
+                        Err(code) => return code,
+                    }
+                }
+            }
         }
-        Ok(false) => return s.not_enrolled(config.nullok),
         Err(code) => return code,
-    }
-    // forward_pass: the code is the answer's last `digits` characters, the enrollment's
-    // own digits (in-process); through the daemon, the host's digits for enrollments.
-    let digits = match &local {
-        Some(b) if config.forward_pass => match b.load(&user) {
-            // The user's lock is released at once: nobody waits on the prompt.
-            Ok(Some(loaded)) => match loaded.state.params() {
-                Ok(p) => p.digits(),
-                Err(e) => return s.unavailable("state", &e),
-            },
-            Ok(None) => return s.not_enrolled(config.nullok),
-            Err(e) => return s.unavailable("state", &e),
-        },
-        _ => config.params.digits(),
+    };
+    let Some(user) = user else {
+        // forward_pass: the whole answer is the password, for the next module.
+        if config.forward_pass && config.nullok {
+            return forward_whole_answer(&mut s, config.echo);
+        }
+        return s.not_enrolled(config.nullok);
     };
     let keys = match &daemon {
         Some(_) => None,
@@ -280,6 +323,22 @@ pub fn authenticate<H: Handle>(
             Ok(k) => Some(k),
             Err(e) => return s.unavailable("host key", &e),
         },
+    };
+    // forward_pass: the code is the answer's last `digits` characters, the enrollment's
+    // own digits (in-process); through the daemon, the host's digits for enrollments.
+    let digits = match (&local, &keys) {
+        (Some(b), Some(k)) if config.forward_pass => {
+            match b.load(&user, &mut common::login::opener(&**k, &user)) {
+                // The user's lock is released at once: nobody waits on the prompt.
+                Ok(Some(loaded)) => match loaded.state.params() {
+                    Ok(p) => p.digits(),
+                    Err(e) => return s.unavailable("state", &e),
+                },
+                Ok(None) => return s.not_enrolled(config.nullok),
+                Err(e) => return s.unavailable("state", &e),
+            }
+        }
+        _ => config.params.digits(),
     };
     // End of the hook's first part.
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::counters::Counters;
 use common::{
-    Backend, Commit, Config, Enrollment, Expect, HostKey, KeySource, Loaded, OtpParams,
+    Backend, Commit, Config, Enrollment, Expect, HostKey, KeySource, Loaded, OtpParams, RecordKey,
     RecoveryCodes, SealedState, TotpSecret, UserName, Version,
 };
 use pamsm::PamError;
@@ -146,13 +146,20 @@ impl Backend for Memory {
         Ok(self.users.lock().unwrap().contains_key(user))
     }
 
-    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> common::Result<RecordKey>,
+    ) -> common::Result<Option<Loaded>> {
         let users = self.users.lock().unwrap();
         let Some(e) = users.get(user) else {
             return Ok(None);
         };
+        let state = SealedState::parse(&e.state, user, Path::new(ORIGIN))?;
+        // In memory nobody else writes: the counters need no authenticator.
+        open(&state)?;
         Ok(Some(Loaded {
-            state: SealedState::parse(&e.state, user, Path::new(ORIGIN))?,
+            state,
             counters: e.counters.clone(),
             version: Version::new(e.state_rev, e.counters_rev),
         }))
@@ -163,6 +170,7 @@ impl Backend for Memory {
         user: &UserName,
         version: Version,
         counters: &Counters,
+        _key: &RecordKey,
         _durable: bool,
     ) -> common::Result<Commit> {
         let mut users = self.users.lock().unwrap();
@@ -235,6 +243,11 @@ struct MemoryStorage {
     key_file: PathBuf,
     /// What the module is told about its effective uid (true: as root, in-process).
     privileged: bool,
+    /// NSS as the module sees it: a name given -> the passwd entry's name; a name
+    /// mapped to `Err` fails to look up. Names absent are unknown to NSS.
+    passwd: BTreeMap<String, Result<String, String>>,
+    /// Every name looked up through NSS.
+    lookups: Mutex<Vec<String>>,
 }
 
 struct Shared(Arc<Memory>);
@@ -243,17 +256,22 @@ impl Backend for Shared {
     fn is_enrolled(&self, user: &UserName) -> common::Result<bool> {
         self.0.is_enrolled(user)
     }
-    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
-        self.0.load(user)
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> common::Result<RecordKey>,
+    ) -> common::Result<Option<Loaded>> {
+        self.0.load(user, open)
     }
     fn commit(
         &self,
         user: &UserName,
         version: Version,
         counters: &Counters,
+        key: &RecordKey,
         durable: bool,
     ) -> common::Result<Commit> {
-        self.0.commit(user, version, counters, durable)
+        self.0.commit(user, version, counters, key, durable)
     }
     fn put_state(
         &self,
@@ -295,6 +313,10 @@ impl Storage for MemoryStorage {
     fn privileged(&self) -> bool {
         self.privileged
     }
+    fn passwd_name(&self, name: &str) -> Result<Option<String>, String> {
+        self.lookups.lock().unwrap().push(name.to_owned());
+        self.passwd.get(name).cloned().transpose()
+    }
 }
 
 /// An in-memory store and key with one enrolled user.
@@ -317,6 +339,8 @@ impl Fixture {
                 state: state.clone(),
                 key_file: PathBuf::from("/fixture/key"),
                 privileged: true,
+                passwd: BTreeMap::new(),
+                lookups: Mutex::new(Vec::new()),
             },
             config: PathBuf::from("/nonexistent/pam_totp-unit.conf"),
             state,
@@ -1130,4 +1154,57 @@ fn no_device_is_remembered_without_grace_secs_and_none_without_rhost() {
     let mut h = from(Some("192.0.2.7"), None, NOW + 61, answer(b"000000"));
     assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
     assert_eq!(h.prompts.len(), 1);
+}
+
+/// Issue 10: with case-insensitive NSS (SSSD, LDAP, AD) `ALICE` is alice. The name given is
+/// not enrolled, so it is resolved through NSS and the passwd entry's name is checked:
+/// a wrong code is refused (not skipped under `nullok`), the right one accepted and
+/// counted for alice. An enrolled name is never looked up.
+#[test]
+fn a_name_nss_maps_to_an_enrolled_user_is_that_user() {
+    let mut f = Fixture::new();
+    f.storage.passwd.insert("ALICE".into(), Ok("alice".into()));
+    let mut h = Fake::new("ALICE", answer(b"000000"));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTH_ERR);
+    assert_eq!(f.status("alice").counters.failures, 1);
+    let code = f.code(NOW);
+    let mut h = Fake::new("ALICE", answer(&code));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::SUCCESS);
+    assert!(
+        h.logged(Level::Info)
+            .iter()
+            .any(|l| l.contains("user=alice (given as ALICE)")),
+        "{:?}",
+        h.logged(Level::Info)
+    );
+    // The same code under the enrolled name is a replay: one user, one state.
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTH_ERR);
+    assert_eq!(
+        *f.storage.lookups.lock().unwrap(),
+        vec!["ALICE".to_owned(), "ALICE".to_owned()],
+        "an enrolled name costs no NSS lookup"
+    );
+}
+
+/// Names NSS does not know, or whose entry is not enrolled either, stay "not enrolled";
+/// a failed lookup fails closed (it might have named an enrolled user).
+#[test]
+fn names_nss_cannot_map_to_an_enrolled_user() {
+    let mut f = Fixture::new();
+    f.storage.passwd.insert("bob".into(), Ok("bob".into()));
+    f.storage.passwd.insert("BOB".into(), Ok("bob".into()));
+    f.storage
+        .passwd
+        .insert("Alice".into(), Err("directory unreachable".into()));
+    for name in ["nobody-known", "bob", "BOB"] {
+        let mut h = Fake::new(name, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &["nullok"]), PamError::IGNORE, "{name}");
+        let mut h = Fake::new(name, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR, "{name}");
+    }
+    let mut h = Fake::new("Alice", answer(b"000000"));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTHINFO_UNAVAIL);
+    assert!(h.prompts.is_empty());
+    assert!(h.logged(Level::Err)[0].contains("NSS lookup failed: directory unreachable"));
 }

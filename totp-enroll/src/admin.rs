@@ -280,7 +280,9 @@ pub fn rekey(ctx: &Ctx) -> Result<(), Failure> {
     );
     if !failed.is_empty() {
         return Err(Failure::System(format!(
-            "{} state file(s) still hold the old key as well; fix them and run rekey again",
+            "{} state file(s) were not moved to the new key alone (see above): one that \
+             opened still holds the old key as well (run rekey again once fixed), one that \
+             did not open was left as it was",
             failed.len()
         )));
     }
