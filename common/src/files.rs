@@ -270,8 +270,7 @@ impl Backend for FilesBackend {
 
 /// The host key file (32 bytes, root, 0600), read when the source is made.
 pub struct FileKey {
-    /// `None`: a key in hand, bound to no file (never reported replaced, cannot rotate).
-    path: Option<PathBuf>,
+    path: PathBuf,
     key: HostKey,
 }
 
@@ -279,7 +278,7 @@ impl FileKey {
     /// Reads the key file. A missing one is [`Error::Io`] with `NotFound`.
     pub fn load(path: &Path) -> Result<Self> {
         Ok(FileKey {
-            path: Some(path.to_owned()),
+            path: path.to_owned(),
             key: HostKey::load(path)?,
         })
     }
@@ -290,34 +289,15 @@ impl FileKey {
         let (key, created) = HostKey::load_or_create(path)?;
         Ok((
             FileKey {
-                path: Some(path.to_owned()),
+                path: path.to_owned(),
                 key,
             },
             created,
         ))
     }
 
-    /// A key in hand, tied to no file.
-    pub(crate) fn unbound(key: HostKey) -> Self {
-        FileKey { path: None, key }
-    }
-
-    /// Ties the key to the file it came from.
-    pub(crate) fn bind(self, path: &Path) -> Self {
-        FileKey {
-            path: Some(path.to_owned()),
-            key: self.key,
-        }
-    }
-
-    fn path(&self) -> Result<&Path> {
-        self.path
-            .as_deref()
-            .ok_or_else(|| Error::Config("the host key is bound to no key file".into()))
-    }
-
-    fn next_path(&self) -> Result<PathBuf> {
-        Ok(PathBuf::from(format!("{}.new", self.path()?.display())))
+    fn next_path(&self) -> PathBuf {
+        PathBuf::from(format!("{}.new", self.path.display()))
     }
 }
 
@@ -327,10 +307,7 @@ impl KeySource for FileKey {
     }
 
     fn replaced(&self) -> Result<Option<HostKey>> {
-        let Some(path) = &self.path else {
-            return Ok(None);
-        };
-        let now = HostKey::load(path)?;
+        let now = HostKey::load(&self.path)?;
         Ok((now.key_id() != self.key.key_id()).then_some(now))
     }
 }
@@ -338,7 +315,7 @@ impl KeySource for FileKey {
 impl KeyRotation for FileKey {
     /// `<key_file>.new`, written beside the key (or a leftover of an interrupted rekey).
     fn next(&self) -> Result<HostKey> {
-        let path = self.next_path()?;
+        let path = self.next_path();
         match HostKey::load(&path) {
             Ok(k) => Ok(k),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -352,11 +329,11 @@ impl KeyRotation for FileKey {
 
     /// Renames `<key_file>.new` over the key file and syncs the directory.
     fn promote(&self) -> Result<()> {
-        let path = self.path()?;
+        let path = &self.path;
         let parent = path
             .parent()
             .ok_or_else(|| Error::Config("key file has no parent directory".into()))?;
-        std::fs::rename(self.next_path()?, path).map_err(|e| Error::io(path, e))?;
+        std::fs::rename(self.next_path(), path).map_err(|e| Error::io(path, e))?;
         CheckedDir::open(parent)?
             .ok_or_else(|| Error::io(parent, std::io::ErrorKind::NotFound.into()))?
             .sync()

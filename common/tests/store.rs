@@ -5,8 +5,7 @@ mod support;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 
-use common::store::{Outcome, PriorRejections};
-use common::{Error, HostKey, Store, UserName};
+use common::{Error, HostKey, Outcome, PriorRejections, UserName};
 use support::*;
 
 #[test]
@@ -415,7 +414,7 @@ fn rekey_keeps_everyone_able_to_log_in() {
     let fx = Fixture::new();
     let users: Vec<_> = ["u1", "u2", "u3"].iter().map(|n| fx.enroll(n)).collect();
     let old_id = fx.store().key().key_id();
-    let report = common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    let report = support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     assert_eq!(report.len(), 3);
     assert!(report.iter().all(|(_, r)| r.is_ok()));
     let store = fx.store();
@@ -442,7 +441,7 @@ fn a_login_that_read_the_key_before_a_rekey_still_succeeds() {
     let (user, secret) = fx.enroll("waiting");
     // The module reads the key, then prompts; the whole rekey runs while the user types.
     let opened_before = fx.store();
-    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     assert_ne!(opened_before.key().key_id(), fx.store().key().key_id());
     let outcome = opened_before
         .authenticate(&user, &current_code(&secret), &req(now()))
@@ -479,7 +478,7 @@ fn writes_with_a_key_replaced_by_rekey_are_refused() {
     let (user, _) = fx.enroll("holdout");
     // An enrollment-side process that read the key before the rekey.
     let stale = fx.store();
-    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     let late = UserName::parse("late").unwrap();
     let err = stale
         .enroll(
@@ -530,7 +529,7 @@ fn rekey_step_four_reseals_a_file_sealed_under_the_old_key_alone() {
             now(),
         )
         .unwrap();
-    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     let store = fx.store();
     assert_eq!(store.key().key_id(), new.key_id());
     for (u, s) in [
