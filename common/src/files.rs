@@ -11,9 +11,9 @@
 //! counters file once, and reads each once. The lock is taken in `load` and held in the
 //! version's lease until `commit`, which still compares the version with what it holds.
 
-use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded, Version};
 use crate::counters::{self, Counters, Slots};
@@ -33,6 +33,9 @@ fn counters_name(user: &UserName) -> String {
 /// A state directory, opened and checked once.
 pub struct FilesBackend {
     dir: CheckedDir,
+    /// The state file that [`Backend::is_enrolled`] opened, for the `load` of the same login
+    /// (which checks under the lock that it is still the file of that name).
+    opened: Mutex<Option<(UserName, File, Metadata)>>,
 }
 
 /// What `load` holds until `commit`: the user's lock and what it read under it.
@@ -48,13 +51,17 @@ impl FilesBackend {
     pub fn open(state_dir: &Path) -> Result<Self> {
         let dir = CheckedDir::open(state_dir)?
             .ok_or_else(|| Error::io(state_dir, std::io::ErrorKind::NotFound.into()))?;
-        Ok(FilesBackend { dir })
+        Ok(FilesBackend {
+            dir,
+            opened: Mutex::new(None),
+        })
     }
 
     /// Creates the state directory (0700) if missing, then opens it.
     pub fn create(state_dir: &Path) -> Result<Self> {
         Ok(FilesBackend {
             dir: CheckedDir::create(state_dir)?,
+            opened: Mutex::new(None),
         })
     }
 
@@ -71,22 +78,49 @@ impl FilesBackend {
         Ok((lock, slots))
     }
 
-    /// The state file, opened (or `None`), re-opened if `opened` is no longer the file of
-    /// that name (replaced while we waited for the lock).
-    fn reopen_if_replaced(&self, user: &UserName, opened: File) -> Result<Option<File>> {
-        let meta = opened
-            .metadata()
-            .map_err(|e| Error::io(self.dir.join(user.as_str()), e))?;
+    /// The state file, opened (or `None`), with its size now; re-opened if `opened` is no
+    /// longer the file of that name (replaced while we waited for the lock).
+    fn reopen_if_replaced(
+        &self,
+        user: &UserName,
+        (file, meta): (File, Metadata),
+    ) -> Result<Option<(File, u64)>> {
         match self.dir.identity(user.as_str())? {
-            Some(id) if id == (meta.dev(), meta.ino()) => Ok(Some(opened)),
-            _ => self.dir.open_file(user.as_str(), false, STATE_POLICY),
+            Some(now) if now.is(&meta) => Ok(Some((file, now.len))),
+            _ => self.open_state(user),
         }
     }
 
-    fn read_state(&self, user: &UserName, file: &File) -> Result<SealedState> {
+    /// Opens the state file (checked), with its size.
+    fn open_state(&self, user: &UserName) -> Result<Option<(File, u64)>> {
+        Ok(self
+            .dir
+            .open_file(user.as_str(), false, STATE_POLICY)?
+            .map(|(f, m)| (f, m.len())))
+    }
+
+    /// Reads and parses a state file of `len` bytes (as a stat just gave it).
+    fn read_state(&self, user: &UserName, (file, len): &(File, u64)) -> Result<SealedState> {
         let path = self.dir.join(user.as_str());
-        let bytes = fsutil::read_opened(file, &path, MAX_STATE_FILE_LEN)?;
+        let bytes = fsutil::read_len(file, &path, *len, MAX_STATE_FILE_LEN)?;
         SealedState::parse(&bytes, user, &path)
+    }
+
+    /// Whether `user` has a state file (checked), keeping nothing open.
+    fn has_state(&self, user: &UserName) -> Result<bool> {
+        Ok(self
+            .dir
+            .open_file(user.as_str(), false, STATE_POLICY)?
+            .is_some())
+    }
+
+    /// The state file `is_enrolled` opened for `user`, if that was the last question.
+    fn take_opened(&self, user: &UserName) -> Option<(File, Metadata)> {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        match opened.take() {
+            Some((u, f, m)) if &u == user => Some((f, m)),
+            _ => None,
+        }
     }
 
     fn loaded(&self, user: &UserName, state: SealedState, lock: UserLock, slots: Slots) -> Loaded {
@@ -116,15 +150,27 @@ fn seq_of(slots: &Slots, generation: u64) -> u64 {
 
 impl Backend for FilesBackend {
     fn is_enrolled(&self, user: &UserName) -> Result<bool> {
-        Ok(self
-            .dir
-            .open_file(user.as_str(), false, STATE_POLICY)?
-            .is_some())
+        let opened = self.dir.open_file(user.as_str(), false, STATE_POLICY)?;
+        let enrolled = opened.is_some();
+        // Kept for this login's `load`, which would open it again.
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) =
+            opened.map(|(f, m)| (user.clone(), f, m));
+        Ok(enrolled)
     }
 
     fn load(&self, user: &UserName) -> Result<Option<Loaded>> {
         // Open before locking, so that unknown users never get a counters file.
-        let Some(opened) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+        let opened = match self.take_opened(user) {
+            // Opened before the prompt: still the file of that name? (Removed meanwhile:
+            // not enrolled, and still no counters file.)
+            Some((f, m)) => match self.dir.identity(user.as_str())? {
+                Some(now) if now.is(&m) => Some((f, m)),
+                Some(_) => self.dir.open_file(user.as_str(), false, STATE_POLICY)?,
+                None => None,
+            },
+            None => self.dir.open_file(user.as_str(), false, STATE_POLICY)?,
+        };
+        let Some(opened) = opened else {
             return Ok(None);
         };
         let (lock, slots) = self.lock(user, false)?;
@@ -153,7 +199,7 @@ impl Backend for FilesBackend {
             // compare with what the files say now.
             None => {
                 let (lock, slots) = self.lock(user, false)?;
-                let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+                let Some(file) = self.open_state(user)? else {
                     return Ok(Commit::Conflict);
                 };
                 let state = self.read_state(user, &file)?;
@@ -203,7 +249,7 @@ impl Backend for FilesBackend {
             },
             Expect::Absent => {
                 let (l, s) = self.lock(user, true)?;
-                if self.is_enrolled(user)? {
+                if self.has_state(user)? {
                     return Err(Error::AlreadyEnrolled(user.clone()));
                 }
                 (l, s, None)
@@ -217,7 +263,7 @@ impl Backend for FilesBackend {
         // overwritten, so an unfinished rewrite cannot leave it without one.
         let mut in_force = None;
         if let Some(v) = expected {
-            let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+            let Some(file) = self.open_state(user)? else {
                 return Ok(Commit::Conflict);
             };
             let current = self.read_state(user, &file)?.generation();
@@ -225,7 +271,7 @@ impl Backend for FilesBackend {
                 return Ok(Commit::Conflict);
             }
             in_force = Some(current);
-        } else if let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? {
+        } else if let Some(file) = self.open_state(user)? {
             // --replace of a file that may not parse: keep its record if it does.
             in_force = self.read_state(user, &file).ok().map(|s| s.generation());
         }
@@ -252,7 +298,7 @@ impl Backend for FilesBackend {
     fn remove(&self, user: &UserName) -> Result<bool> {
         let name = counters_name(user);
         let _l = lock::lock(&self.dir, &name)?;
-        let existed = self.is_enrolled(user)?;
+        let existed = self.has_state(user)?;
         self.dir.remove(user.as_str())?;
         self.dir.remove(&name)?;
         Ok(existed)
