@@ -217,21 +217,19 @@ pub fn truncate_rhost(h: &str) -> &str {
 
 /// Reads both slots. An empty file has none. A file that has bytes but no valid slot was
 /// damaged outside our writes (ours always leave one valid slot): refused.
-pub(crate) fn read(file: &File, path: &Path, user: &UserName) -> Result<Slots> {
-    let mut buf = [0u8; FILE_LEN as usize + 1];
-    let mut len = 0;
-    loop {
-        let n = file
-            .read_at(&mut buf[len..], len as u64)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-        if len == buf.len() {
-            return Err(Error::corrupt(path, "counters file too large"));
-        }
+/// `len` is the file's size as a stat under the user's lock read it (the file does not
+/// change until that lock writes): one read of that many bytes is the whole file.
+pub(crate) fn read(file: &File, path: &Path, len: u64, user: &UserName) -> Result<Slots> {
+    if len > FILE_LEN {
+        return Err(Error::corrupt(path, "counters file too large"));
     }
+    let len = len as usize;
+    let mut buf = [0u8; FILE_LEN as usize];
+    file.read_exact_at(&mut buf[..len], 0)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::corrupt(path, "shrank while read"),
+            _ => Error::io(path, e),
+        })?;
     let mut slots = Slots::default();
     let mut damaged = false;
     for (i, off) in SLOT_OFFSETS.iter().enumerate() {
@@ -252,11 +250,12 @@ pub(crate) fn read(file: &File, path: &Path, user: &UserName) -> Result<Slots> {
 
 /// Writes `counters` for `generation` into the free slot, never over the newest record of
 /// `in_force` (the generation of the state file in place, if any). With `durable`, the data
-/// is on stable storage when this returns.
+/// is on stable storage when this returns. `len`: the file's size, as for [`read`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write(
     file: &File,
     path: &Path,
+    len: u64,
     user: &UserName,
     slots: &mut Slots,
     in_force: Option<u64>,
@@ -271,7 +270,6 @@ pub(crate) fn write(
         counters: counters.clone(),
     };
     let bytes = encode(user, &rec);
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len < FILE_LEN {
         // Write real zeros past the end (not a hole) so the blocks are allocated now: later
         // writes are then pure overwrites, and a data sync needs no journal commit.
@@ -351,27 +349,52 @@ mod tests {
             .open(&path)
             .unwrap();
         let u = user();
-        let mut slots = read(&file, &path, &u).unwrap();
+        let len = |f: &File| f.metadata().unwrap().len();
+        let mut slots = read(&file, &path, len(&file), &u).unwrap();
         assert!(slots.current(1).is_none());
         for i in 1..=5u64 {
             let c = Counters {
                 last_counter: Some(i),
                 ..Default::default()
             };
-            write(&file, &path, &u, &mut slots, Some(1), 1, &c, false).unwrap();
-            let back = read(&file, &path, &u).unwrap();
+            write(
+                &file,
+                &path,
+                len(&file),
+                &u,
+                &mut slots,
+                Some(1),
+                1,
+                &c,
+                false,
+            )
+            .unwrap();
+            let back = read(&file, &path, len(&file), &u).unwrap();
             assert_eq!(back.current(1).unwrap().counters.last_counter, Some(i));
         }
         // Tear the newest slot (5 went to slot 0): the reader falls back to 4.
         file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[0] + 20)
             .unwrap();
-        let back = read(&file, &path, &u).unwrap();
+        let back = read(&file, &path, len(&file), &u).unwrap();
         assert_eq!(back.current(1).unwrap().counters.last_counter, Some(4));
         // Another generation's records are ignored.
         assert!(back.current(2).is_none());
         // Both slots damaged: refused.
         file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[1] + 20)
             .unwrap();
-        assert!(matches!(read(&file, &path, &u), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            read(&file, &path, len(&file), &u),
+            Err(Error::Corrupt { .. })
+        ));
+        // A size larger than the layout's, or larger than the file: refused.
+        assert!(matches!(
+            read(&file, &path, FILE_LEN + 1, &u),
+            Err(Error::Corrupt { .. })
+        ));
+        file.set_len(100).unwrap();
+        assert!(matches!(
+            read(&file, &path, FILE_LEN, &u),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

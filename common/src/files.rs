@@ -70,7 +70,7 @@ impl FilesBackend {
     fn lock(&self, user: &UserName, tolerate_bad_counters: bool) -> Result<(UserLock, Slots)> {
         let name = counters_name(user);
         let lock = lock::lock(&self.dir, &name)?;
-        let slots = match counters::read(&lock, &self.dir.join(&name), user) {
+        let slots = match counters::read(&lock, &self.dir.join(&name), lock.file_len(), user) {
             Ok(s) => s,
             Err(_) if tolerate_bad_counters => Slots::default(),
             Err(e) => return Err(e),
@@ -220,6 +220,7 @@ impl Backend for FilesBackend {
         counters::write(
             file,
             &path,
+            lease.lock.file_len(),
             user,
             &mut lease.slots,
             Some(lease.generation),
@@ -283,6 +284,7 @@ impl Backend for FilesBackend {
         counters::write(
             file,
             &self.dir.join(&name),
+            lock.file_len(),
             user,
             &mut slots,
             in_force,

@@ -18,12 +18,23 @@ use crate::fsutil::CheckedDir;
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Holds the lock until dropped; derefs to the locked file.
-pub struct UserLock(Flock<File>);
+pub struct UserLock {
+    file: Flock<File>,
+    len: u64,
+}
+
+impl UserLock {
+    /// The file's size once locked (read by the stat that checked it is the file of that
+    /// name). Writers change it only under the lock: it holds until this lock writes.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+}
 
 impl std::ops::Deref for UserLock {
     type Target = File;
     fn deref(&self) -> &File {
-        &self.0
+        &self.file
     }
 }
 
@@ -60,7 +71,12 @@ pub fn lock(dir: &CheckedDir, name: &str) -> Result<UserLock> {
         // Still the file that the name points at? Otherwise it was removed or replaced
         // while we waited, and a lock on it protects nothing.
         match dir.identity(name)? {
-            Some(now) if now.is(&held) => return Ok(UserLock(locked)),
+            Some(now) if now.is(&held) => {
+                return Ok(UserLock {
+                    file: locked,
+                    len: now.len,
+                })
+            }
             _ => continue,
         }
     }
