@@ -1,4 +1,4 @@
-//! Cost of one `Store::authenticate` on each path, in µs per call. Prints figures; asserts
+//! Cost of one `login::authenticate` (over a fresh `FilesBackend`, as a login opens it) on each path, in µs per call. Prints figures; asserts
 //! nothing about speed (a busy machine must not fail a build).
 //!
 //! Run: `cargo bench -p pam_totp_common --bench authenticate` (as root: the store insists on
@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::store::{AuthRequest, Outcome};
+use common::login::{self, Enrollment, RecoveryCodes};
 use common::totp::{code_at, OtpParams, TotpSecret};
-use common::{HostKey, Store, UserName};
+use common::{AuthRequest, FileKey, FilesBackend, KeySource, Outcome, UserName};
 use zeroize::Zeroizing;
 
 const USERS: usize = 2000;
@@ -61,19 +61,36 @@ fn main() {
     let state_dir = tmp.path().join("state");
     std::fs::create_dir(&state_dir).unwrap();
     let key_file = tmp.path().join("key");
-    let (key, _) = HostKey::load_or_create(&key_file).unwrap();
-    let store = Store::new(&state_dir, key);
+    let (keys, _) = FileKey::load_or_create(&key_file).unwrap();
+    // A login opens the state directory once; so does each call here.
+    let authenticate = |u: &UserName, code: &str, t: i64| {
+        login::authenticate(
+            &FilesBackend::open(&state_dir).unwrap(),
+            &keys,
+            u,
+            code,
+            &req(t),
+        )
+        .unwrap()
+    };
     let params = OtpParams::default();
     let users: Vec<UserName> = (0..USERS)
         .map(|i| UserName::parse(&format!("user{i}")).unwrap())
         .collect();
     for (i, u) in users.iter().enumerate() {
-        store
-            .enroll(u, secret(i), params, None, 10, false, now())
-            .unwrap();
+        let e = Enrollment {
+            user: u.clone(),
+            secret: secret(i),
+            params,
+            last_counter: None,
+            recovery: RecoveryCodes::Generate(10),
+            replace: false,
+            now: now(),
+        };
+        login::enroll(&FilesBackend::open(&state_dir).unwrap(), &keys, e).unwrap();
     }
     println!(
-        "pam_totp common::Store::authenticate, state on {}",
+        "pam_totp common::login::authenticate, state on {}",
         tmp.path().display()
     );
 
@@ -84,7 +101,7 @@ fn main() {
         .collect();
     let start = Instant::now();
     for (u, c) in users.iter().zip(&codes) {
-        let o = store.authenticate(u, c, &req(t)).unwrap();
+        let o = authenticate(u, c, t);
         assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
     }
     report("success (fsync)", start, USERS);
@@ -97,7 +114,7 @@ fn main() {
         .collect();
     let start = Instant::now();
     for (u, c) in users.iter().zip(&codes2) {
-        let o = store.authenticate(u, c, &req(t2)).unwrap();
+        let o = authenticate(u, c, t2);
         assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
     }
     report("success, next login", start, USERS);
@@ -106,7 +123,7 @@ fn main() {
     let start = Instant::now();
     for k in 0..ITERS {
         let i = k % USERS;
-        let o = store.authenticate(&users[i], &codes[i], &req(t)).unwrap();
+        let o = authenticate(&users[i], &codes[i], t);
         assert!(matches!(o, Outcome::Replayed { .. }), "{o:?}");
     }
     report("replay", start, ITERS);
@@ -120,7 +137,7 @@ fn main() {
         } else {
             "000000"
         };
-        let o = store.authenticate(&users[i], wrong, &req(t)).unwrap();
+        let o = authenticate(&users[i], wrong, t);
         assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
     }
     report("wrong code", start, ITERS);
@@ -129,8 +146,7 @@ fn main() {
     let bytes = std::fs::read(state_dir.join("user0")).unwrap();
     let start = Instant::now();
     for _ in 0..ITERS {
-        let s =
-            common::state::UserState::from_toml(&bytes, &users[0], &[store.key()], "b".as_ref());
+        let s = common::state::UserState::from_toml(&bytes, &users[0], &[keys.key()], "b".as_ref());
         assert!(s.is_ok());
     }
     report("parse+decrypt state file", start, ITERS);

@@ -356,27 +356,23 @@ pub(crate) struct RawSlots {
     len: usize,
 }
 
-/// Reads the counters file (one read; slots are checked by [`RawSlots::verify`]).
-pub(crate) fn read(file: &File, path: &Path) -> Result<RawSlots> {
-    let mut buf = [0u8; FILE_LEN as usize + 1];
-    let mut len = 0;
-    loop {
-        let n = file
-            .read_at(&mut buf[len..], len as u64)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-        if len == buf.len() {
-            return Err(Error::corrupt(path, "counters file too large"));
-        }
+/// Reads the counters file (one read; slots are checked by [`RawSlots::verify`]). `len` is
+/// the file's size as a stat under the user's lock read it (the file does not change until
+/// that lock writes): one read of that many bytes is the whole file.
+pub(crate) fn read(file: &File, path: &Path, len: u64) -> Result<RawSlots> {
+    if len > FILE_LEN {
+        return Err(Error::corrupt(path, "counters file too large"));
     }
+    let len = len as usize;
     let mut raw = RawSlots {
         buf: [0u8; FILE_LEN as usize],
         len,
     };
-    raw.buf.copy_from_slice(&buf[..FILE_LEN as usize]);
+    file.read_exact_at(&mut raw.buf[..len], 0)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::corrupt(path, "shrank while read"),
+            _ => Error::io(path, e),
+        })?;
     Ok(raw)
 }
 
@@ -450,11 +446,12 @@ impl RawSlots {
 
 /// Writes `counters` for `generation` into the free slot, never over the newest record of
 /// `in_force` (the generation of the state file in place, if any). With `durable`, the data
-/// is on stable storage when this returns.
+/// is on stable storage when this returns. `len`: the file's size, as for [`read`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write(
     file: &File,
     path: &Path,
+    len: u64,
     user: &UserName,
     key: &RecordKey,
     slots: &mut Slots,
@@ -471,7 +468,6 @@ pub(crate) fn write(
         legacy: false,
     };
     let bytes = encode(user, key, &rec);
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len < FILE_LEN {
         // Write real zeros past the end (not a hole) so the blocks are allocated now: later
         // writes are then pure overwrites, and a data sync needs no journal commit.
@@ -649,7 +645,11 @@ mod tests {
             .open(&path)
             .unwrap();
         // Beside a version 1 state (legacy records accepted).
-        let load = |f: &File| read(f, &path).unwrap().verify(&path, &u, &k, true, 7);
+        let load = |f: &File| {
+            read(f, &path, f.metadata().unwrap().len())
+                .unwrap()
+                .verify(&path, &u, &k, true, 7)
+        };
         let mut slots = load(&file).unwrap();
         assert_eq!(slots.current(7), Some(&old(2, 11)));
         // A legacy slot that was torn is refused like any other.
@@ -666,7 +666,8 @@ mod tests {
             rhost: "192.0.2.8".into(),
             key: None,
         });
-        write(&file, &path, &u, &k, &mut slots, Some(7), 7, &c, false).unwrap();
+        let len = file.metadata().unwrap().len();
+        write(&file, &path, len, &u, &k, &mut slots, Some(7), 7, &c, false).unwrap();
         assert_eq!(file.metadata().unwrap().len(), FILE_LEN);
         let back = load(&file).unwrap();
         assert_eq!(back.current(7).unwrap().counters, c);
@@ -686,7 +687,12 @@ mod tests {
             .unwrap();
         let u = user();
         let k = key(1);
-        let load = || read(&file, &path).unwrap().verify(&path, &u, &k, false, 1);
+        let len = |f: &File| f.metadata().unwrap().len();
+        let load = || {
+            read(&file, &path, len(&file))
+                .unwrap()
+                .verify(&path, &u, &k, false, 1)
+        };
         let mut slots = load().unwrap();
         assert!(slots.current(1).is_none());
         for i in 1..=5u64 {
@@ -694,7 +700,19 @@ mod tests {
                 last_counter: Some(i),
                 ..Default::default()
             };
-            write(&file, &path, &u, &k, &mut slots, Some(1), 1, &c, false).unwrap();
+            write(
+                &file,
+                &path,
+                len(&file),
+                &u,
+                &k,
+                &mut slots,
+                Some(1),
+                1,
+                &c,
+                false,
+            )
+            .unwrap();
             let back = load().unwrap();
             assert_eq!(back.current(1).unwrap().counters.last_counter, Some(i));
         }
@@ -706,7 +724,7 @@ mod tests {
         // Another generation's records are ignored.
         assert!(back.current(2).is_none());
         // Under another key nothing is valid: refused, not empty.
-        let other = read(&file, &path)
+        let other = read(&file, &path, len(&file))
             .unwrap()
             .verify(&path, &u, &key(2), false, 1);
         assert!(matches!(other, Err(Error::Corrupt { .. })));
@@ -714,5 +732,15 @@ mod tests {
         file.write_all_at(&[0xAA; 40], SLOT_OFFSETS[1] + 20)
             .unwrap();
         assert!(matches!(load(), Err(Error::Corrupt { .. })));
+        // A size larger than the layout's, or larger than the file: refused.
+        assert!(matches!(
+            read(&file, &path, FILE_LEN + 1),
+            Err(Error::Corrupt { .. })
+        ));
+        file.set_len(100).unwrap();
+        assert!(matches!(
+            read(&file, &path, FILE_LEN),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

@@ -145,10 +145,13 @@ impl HostKey {
 /// Zeroes the stack below the caller's frame, where the frames of the calls it just made
 /// (the cipher's construction and use, the HMAC's key block) left copies of key material
 /// that no destructor reaches. Those frames are far smaller than this.
+///
+/// Zeroed as 64-bit words: the same 16 KiB, with an eighth of the volatile writes of a
+/// byte array (this runs twice per login).
 #[inline(never)]
 fn scrub_stack() {
     use zeroize::Zeroize;
-    let mut below = [0u8; 16 * 1024];
+    let mut below = [0u64; 16 * 1024 / 8];
     below.zeroize();
     std::hint::black_box(&below);
 }

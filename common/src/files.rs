@@ -11,9 +11,9 @@
 //! counters file once, and reads each once. The lock is taken in `load` and held in the
 //! version's lease until `commit`, which still compares the version with what it holds.
 
-use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded, Version};
 use crate::counters::{self, Counters, RawSlots, Slots};
@@ -33,6 +33,9 @@ fn counters_name(user: &UserName) -> String {
 /// A state directory, opened and checked once.
 pub struct FilesBackend {
     dir: CheckedDir,
+    /// The state file that [`Backend::is_enrolled`] opened, for the `load` of the same login
+    /// (which checks under the lock that it is still the file of that name).
+    opened: Mutex<Option<(UserName, File, Metadata)>>,
 }
 
 /// What `load` holds until `commit`: the user's lock and what it read under it.
@@ -48,13 +51,17 @@ impl FilesBackend {
     pub fn open(state_dir: &Path) -> Result<Self> {
         let dir = CheckedDir::open(state_dir)?
             .ok_or_else(|| Error::io(state_dir, std::io::ErrorKind::NotFound.into()))?;
-        Ok(FilesBackend { dir })
+        Ok(FilesBackend {
+            dir,
+            opened: Mutex::new(None),
+        })
     }
 
     /// Creates the state directory (0700) if missing, then opens it.
     pub fn create(state_dir: &Path) -> Result<Self> {
         Ok(FilesBackend {
             dir: CheckedDir::create(state_dir)?,
+            opened: Mutex::new(None),
         })
     }
 
@@ -62,7 +69,7 @@ impl FilesBackend {
     fn lock(&self, user: &UserName) -> Result<(UserLock, RawSlots)> {
         let name = counters_name(user);
         let lock = lock::lock(&self.dir, &name)?;
-        let raw = counters::read(&lock, &self.dir.join(&name))?;
+        let raw = counters::read(&lock, &self.dir.join(&name), lock.file_len())?;
         Ok((lock, raw))
     }
 
@@ -84,22 +91,49 @@ impl FilesBackend {
         )
     }
 
-    /// The state file, opened (or `None`), re-opened if `opened` is no longer the file of
-    /// that name (replaced while we waited for the lock).
-    fn reopen_if_replaced(&self, user: &UserName, opened: File) -> Result<Option<File>> {
-        let meta = opened
-            .metadata()
-            .map_err(|e| Error::io(self.dir.join(user.as_str()), e))?;
+    /// The state file, opened (or `None`), with its size now; re-opened if `opened` is no
+    /// longer the file of that name (replaced while we waited for the lock).
+    fn reopen_if_replaced(
+        &self,
+        user: &UserName,
+        (file, meta): (File, Metadata),
+    ) -> Result<Option<(File, u64)>> {
         match self.dir.identity(user.as_str())? {
-            Some(id) if id == (meta.dev(), meta.ino()) => Ok(Some(opened)),
-            _ => self.dir.open_file(user.as_str(), false, STATE_POLICY),
+            Some(now) if now.is(&meta) => Ok(Some((file, now.len))),
+            _ => self.open_state(user),
         }
     }
 
-    fn read_state(&self, user: &UserName, file: &File) -> Result<SealedState> {
+    /// Opens the state file (checked), with its size.
+    fn open_state(&self, user: &UserName) -> Result<Option<(File, u64)>> {
+        Ok(self
+            .dir
+            .open_file(user.as_str(), false, STATE_POLICY)?
+            .map(|(f, m)| (f, m.len())))
+    }
+
+    /// Reads and parses a state file of `len` bytes (as a stat just gave it).
+    fn read_state(&self, user: &UserName, (file, len): &(File, u64)) -> Result<SealedState> {
         let path = self.dir.join(user.as_str());
-        let bytes = fsutil::read_opened(file, &path, MAX_STATE_FILE_LEN)?;
+        let bytes = fsutil::read_len(file, &path, *len, MAX_STATE_FILE_LEN)?;
         SealedState::parse(&bytes, user, &path)
+    }
+
+    /// Whether `user` has a state file (checked), keeping nothing open.
+    fn has_state(&self, user: &UserName) -> Result<bool> {
+        Ok(self
+            .dir
+            .open_file(user.as_str(), false, STATE_POLICY)?
+            .is_some())
+    }
+
+    /// The state file `is_enrolled` opened for `user`, if that was the last question.
+    fn take_opened(&self, user: &UserName) -> Option<(File, Metadata)> {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        match opened.take() {
+            Some((u, f, m)) if &u == user => Some((f, m)),
+            _ => None,
+        }
     }
 
     fn loaded(&self, user: &UserName, state: SealedState, lock: UserLock, slots: Slots) -> Loaded {
@@ -129,10 +163,12 @@ fn seq_of(slots: &Slots, generation: u64) -> u64 {
 
 impl Backend for FilesBackend {
     fn is_enrolled(&self, user: &UserName) -> Result<bool> {
-        Ok(self
-            .dir
-            .open_file(user.as_str(), false, STATE_POLICY)?
-            .is_some())
+        let opened = self.dir.open_file(user.as_str(), false, STATE_POLICY)?;
+        let enrolled = opened.is_some();
+        // Kept for this login's `load`, which would open it again.
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) =
+            opened.map(|(f, m)| (user.clone(), f, m));
+        Ok(enrolled)
     }
 
     fn load(
@@ -141,7 +177,17 @@ impl Backend for FilesBackend {
         open: &mut dyn FnMut(&SealedState) -> Result<RecordKey>,
     ) -> Result<Option<Loaded>> {
         // Open before locking, so that unknown users never get a counters file.
-        let Some(opened) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+        let opened = match self.take_opened(user) {
+            // Opened before the prompt: still the file of that name? (Removed meanwhile:
+            // not enrolled, and still no counters file.)
+            Some((f, m)) => match self.dir.identity(user.as_str())? {
+                Some(now) if now.is(&m) => Some((f, m)),
+                Some(_) => self.dir.open_file(user.as_str(), false, STATE_POLICY)?,
+                None => None,
+            },
+            None => self.dir.open_file(user.as_str(), false, STATE_POLICY)?,
+        };
+        let Some(opened) = opened else {
             return Ok(None);
         };
         let (lock, raw) = self.lock(user)?;
@@ -173,7 +219,7 @@ impl Backend for FilesBackend {
             // compare with what the files say now.
             None => {
                 let (lock, raw) = self.lock(user)?;
-                let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+                let Some(file) = self.open_state(user)? else {
                     return Ok(Commit::Conflict);
                 };
                 let state = self.read_state(user, &file)?;
@@ -195,6 +241,7 @@ impl Backend for FilesBackend {
         counters::write(
             file,
             &path,
+            lease.lock.file_len(),
             user,
             key,
             &mut lease.slots,
@@ -224,7 +271,7 @@ impl Backend for FilesBackend {
         let unchecked = |user: &UserName| -> Result<(UserLock, Slots)> {
             let name = counters_name(user);
             let l = lock::lock(&self.dir, &name)?;
-            let slots = counters::read(&l, &self.dir.join(&name))
+            let slots = counters::read(&l, &self.dir.join(&name), l.file_len())
                 .map(|raw| raw.unverified(user))
                 .unwrap_or_default();
             Ok((l, slots))
@@ -240,7 +287,7 @@ impl Backend for FilesBackend {
             },
             Expect::Absent => {
                 let (l, s) = unchecked(user)?;
-                if self.is_enrolled(user)? {
+                if self.has_state(user)? {
                     return Err(Error::AlreadyEnrolled(user.clone()));
                 }
                 (l, s, None)
@@ -254,7 +301,7 @@ impl Backend for FilesBackend {
         // overwritten, so an unfinished rewrite cannot leave it without one.
         let mut in_force = None;
         if let Some(v) = expected {
-            let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
+            let Some(file) = self.open_state(user)? else {
                 return Ok(Commit::Conflict);
             };
             let current = self.read_state(user, &file)?.generation();
@@ -262,7 +309,7 @@ impl Backend for FilesBackend {
                 return Ok(Commit::Conflict);
             }
             in_force = Some(current);
-        } else if let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? {
+        } else if let Some(file) = self.open_state(user)? {
             // --replace of a file that may not parse: keep its record if it does.
             in_force = self.read_state(user, &file).ok().map(|s| s.generation());
         }
@@ -274,6 +321,7 @@ impl Backend for FilesBackend {
         counters::write(
             file,
             &self.dir.join(&name),
+            lock.file_len(),
             user,
             key,
             &mut slots,
@@ -290,7 +338,7 @@ impl Backend for FilesBackend {
     fn remove(&self, user: &UserName) -> Result<bool> {
         let name = counters_name(user);
         let _l = lock::lock(&self.dir, &name)?;
-        let existed = self.is_enrolled(user)?;
+        let existed = self.has_state(user)?;
         self.dir.remove(user.as_str())?;
         self.dir.remove(&name)?;
         Ok(existed)
@@ -308,8 +356,7 @@ impl Backend for FilesBackend {
 
 /// The host key file (32 bytes, root, 0600), read when the source is made.
 pub struct FileKey {
-    /// `None`: a key in hand, bound to no file (never reported replaced, cannot rotate).
-    path: Option<PathBuf>,
+    path: PathBuf,
     key: HostKey,
 }
 
@@ -317,7 +364,7 @@ impl FileKey {
     /// Reads the key file. A missing one is [`Error::Io`] with `NotFound`.
     pub fn load(path: &Path) -> Result<Self> {
         Ok(FileKey {
-            path: Some(path.to_owned()),
+            path: path.to_owned(),
             key: HostKey::load(path)?,
         })
     }
@@ -328,34 +375,15 @@ impl FileKey {
         let (key, created) = HostKey::load_or_create(path)?;
         Ok((
             FileKey {
-                path: Some(path.to_owned()),
+                path: path.to_owned(),
                 key,
             },
             created,
         ))
     }
 
-    /// A key in hand, tied to no file.
-    pub(crate) fn unbound(key: HostKey) -> Self {
-        FileKey { path: None, key }
-    }
-
-    /// Ties the key to the file it came from.
-    pub(crate) fn bind(self, path: &Path) -> Self {
-        FileKey {
-            path: Some(path.to_owned()),
-            key: self.key,
-        }
-    }
-
-    fn path(&self) -> Result<&Path> {
-        self.path
-            .as_deref()
-            .ok_or_else(|| Error::Config("the host key is bound to no key file".into()))
-    }
-
-    fn next_path(&self) -> Result<PathBuf> {
-        Ok(PathBuf::from(format!("{}.new", self.path()?.display())))
+    fn next_path(&self) -> PathBuf {
+        PathBuf::from(format!("{}.new", self.path.display()))
     }
 }
 
@@ -365,10 +393,7 @@ impl KeySource for FileKey {
     }
 
     fn replaced(&self) -> Result<Option<HostKey>> {
-        let Some(path) = &self.path else {
-            return Ok(None);
-        };
-        let now = HostKey::load(path)?;
+        let now = HostKey::load(&self.path)?;
         Ok((now.key_id() != self.key.key_id()).then_some(now))
     }
 }
@@ -376,7 +401,7 @@ impl KeySource for FileKey {
 impl KeyRotation for FileKey {
     /// `<key_file>.new`, written beside the key (or a leftover of an interrupted rekey).
     fn next(&self) -> Result<HostKey> {
-        let path = self.next_path()?;
+        let path = self.next_path();
         match HostKey::load(&path) {
             Ok(k) => Ok(k),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -390,11 +415,11 @@ impl KeyRotation for FileKey {
 
     /// Renames `<key_file>.new` over the key file and syncs the directory.
     fn promote(&self) -> Result<()> {
-        let path = self.path()?;
+        let path = &self.path;
         let parent = path
             .parent()
             .ok_or_else(|| Error::Config("key file has no parent directory".into()))?;
-        std::fs::rename(self.next_path()?, path).map_err(|e| Error::io(path, e))?;
+        std::fs::rename(self.next_path(), path).map_err(|e| Error::io(path, e))?;
         CheckedDir::open(parent)?
             .ok_or_else(|| Error::io(parent, std::io::ErrorKind::NotFound.into()))?
             .sync()

@@ -5,11 +5,11 @@
 //! cannot slip in between a check and a use. Writes are temp file, fsync, rename, fsync of
 //! the directory: a crash leaves the old file or the new one, never a torn one.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag, AT_FDCWD};
@@ -76,7 +76,13 @@ impl CheckedDir {
 
     /// Opens `name` in this directory without following symlinks and checks it is a regular
     /// root-owned file under `policy`. `Ok(None)` if it does not exist.
-    pub fn open_file(&self, name: &str, write: bool, policy: ModePolicy) -> Result<Option<File>> {
+    /// Returns the metadata its checks read too (from the descriptor).
+    pub fn open_file(
+        &self,
+        name: &str,
+        write: bool,
+        policy: ModePolicy,
+    ) -> Result<Option<(File, Metadata)>> {
         let mut flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         flags |= if write {
             OFlag::O_RDWR
@@ -88,13 +94,19 @@ impl CheckedDir {
 
     /// Opens `name` read-write, creating it empty (mode 0600) if missing, with the checks of
     /// [`CheckedDir::open_file`].
-    pub fn open_or_create(&self, name: &str) -> Result<File> {
+    /// Returns the metadata its checks read too.
+    pub fn open_or_create(&self, name: &str) -> Result<(File, Metadata)> {
         let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         self.open_checked(name, flags, ModePolicy::NotGroupOrWorldWritable)?
             .ok_or_else(|| Error::io(self.join(name), std::io::ErrorKind::NotFound.into()))
     }
 
-    fn open_checked(&self, name: &str, flags: OFlag, policy: ModePolicy) -> Result<Option<File>> {
+    fn open_checked(
+        &self,
+        name: &str,
+        flags: OFlag,
+        policy: ModePolicy,
+    ) -> Result<Option<(File, Metadata)>> {
         let path = self.join(name);
         let fd = match openat(
             self.fd.as_fd(),
@@ -113,18 +125,22 @@ impl CheckedDir {
             return Err(Error::unsafe_file(path, "not a regular file"));
         }
         check_owner_mode(&path, &meta, policy)?;
-        Ok(Some(file))
+        Ok(Some((file, meta)))
     }
 
-    /// Device and inode that `name` points at now (not following a symlink), `None` if it is
-    /// gone: tells whether a file opened earlier is still the one of that name.
-    pub fn identity(&self, name: &str) -> Result<Option<(u64, u64)>> {
+    /// What `name` points at now (not following a symlink), `None` if it is gone: tells
+    /// whether a file opened earlier is still the one of that name, and its size now.
+    pub fn identity(&self, name: &str) -> Result<Option<Identity>> {
         match nix::sys::stat::fstatat(
             self.fd.as_fd(),
             name,
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         ) {
-            Ok(st) => Ok(Some((st.st_dev, st.st_ino))),
+            Ok(st) => Ok(Some(Identity {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                len: u64::try_from(st.st_size).unwrap_or(u64::MAX),
+            })),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(Error::io(self.join(name), e.into())),
         }
@@ -137,17 +153,32 @@ impl CheckedDir {
         max_len: u64,
         policy: ModePolicy,
     ) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let Some(file) = self.open_file(name, false, policy)? else {
+        let Some((file, meta)) = self.open_file(name, false, policy)? else {
             return Ok(None);
         };
-        read_opened(&file, &self.join(name), max_len).map(Some)
+        read_len(&file, &self.join(name), meta.len(), max_len).map(Some)
     }
 }
 
-/// Reads the whole of a file opened by [`CheckedDir::open_file`], at most `max_len` bytes:
-/// one fstat for the size, then exactly that many bytes (one read for a regular file).
-pub fn read_opened(file: &File, path: &Path, max_len: u64) -> Result<Zeroizing<Vec<u8>>> {
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+/// A file's device, inode and size, as [`CheckedDir::identity`] reads them by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+}
+
+impl Identity {
+    /// Whether this is the file opened with `meta`.
+    pub fn is(&self, meta: &Metadata) -> bool {
+        (self.dev, self.ino) == (meta.dev(), meta.ino())
+    }
+}
+
+/// Reads the whole of a file opened by [`CheckedDir::open_file`], `len` bytes as an fstat
+/// (or [`CheckedDir::identity`]) just gave them, at most `max_len`: one read for a regular
+/// file. A file that shrank meanwhile is [`Error::Corrupt`].
+pub fn read_len(file: &File, path: &Path, len: u64, max_len: u64) -> Result<Zeroizing<Vec<u8>>> {
     if len > max_len {
         return Err(Error::corrupt(path, format!("larger than {max_len} bytes")));
     }
@@ -248,13 +279,50 @@ impl CheckedDir {
 /// and not writable by group or others, or whoever can write one could swap what lies below
 /// (put back an older state directory, with its spent recovery codes live again). There is
 /// no exception for the sticky bit: it stops the removal of others' entries, not the
-/// creation of a directory that a configured path names before it exists. The path is
-/// resolved first, so each real directory is checked; the error names the first one that
-/// fails. `Ok(false)` if an ancestor does not exist.
+/// creation of a directory that a configured path names before it exists. Each real
+/// directory is checked, from `/` down; the error names the first one that fails.
+/// `Ok(false)` if an ancestor does not exist.
+///
+/// An absolute path without symlinks is its own real path: its directories are read once
+/// each (one `lstat`), with no `realpath` walk before. A path with a symlink (or relative)
+/// is resolved first and the resolved directories are checked.
 fn check_ancestors(path: &Path) -> Result<bool> {
     let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(true);
     };
+    if !parent.is_absolute() {
+        return check_resolved_ancestors(path, parent);
+    }
+    // Every directory first, as a resolution would find them (a missing one is Ok(false)
+    // before any refusal), then the checks in order.
+    let mut dirs: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+    let mut dir = PathBuf::new();
+    for c in parent.components() {
+        match c {
+            Component::RootDir | Component::Normal(_) => dir.push(c),
+            Component::CurDir => continue,
+            Component::ParentDir | Component::Prefix(_) => {
+                return check_resolved_ancestors(path, parent)
+            }
+        }
+        let meta = match std::fs::symlink_metadata(&dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(parent, e)),
+        };
+        if meta.file_type().is_symlink() {
+            return check_resolved_ancestors(path, parent);
+        }
+        dirs.push((dir.clone(), meta));
+    }
+    for (dir, meta) in &dirs {
+        check_ancestor(path, dir, meta)?;
+    }
+    Ok(true)
+}
+
+/// [`check_ancestors`] through `realpath`, for a parent with a symlink in it.
+fn check_resolved_ancestors(path: &Path, parent: &Path) -> Result<bool> {
     let real = match std::fs::canonicalize(parent) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -264,18 +332,22 @@ fn check_ancestors(path: &Path) -> Result<bool> {
     ancestors.reverse();
     for dir in ancestors {
         let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
-        if !meta.is_dir() {
-            return Err(Error::unsafe_file(dir, "not a directory"));
-        }
-        check_owner_mode(dir, &meta, ModePolicy::NotGroupOrWorldWritable).map_err(|e| match e {
-            Error::Unsafe { why, .. } => Error::unsafe_file(
-                dir,
-                format!("{why}; it is an ancestor of {}", path.display()),
-            ),
-            e => e,
-        })?;
+        check_ancestor(path, dir, &meta)?;
     }
     Ok(true)
+}
+
+fn check_ancestor(path: &Path, dir: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    if !meta.is_dir() {
+        return Err(Error::unsafe_file(dir, "not a directory"));
+    }
+    check_owner_mode(dir, meta, ModePolicy::NotGroupOrWorldWritable).map_err(|e| match e {
+        Error::Unsafe { why, .. } => Error::unsafe_file(
+            dir,
+            format!("{why}; it is an ancestor of {}", path.display()),
+        ),
+        e => e,
+    })
 }
 
 fn check_owner_mode(path: &Path, meta: &std::fs::Metadata, policy: ModePolicy) -> Result<()> {

@@ -5,7 +5,6 @@
 //! is unlinked (enrollment removed) while we wait, we notice and start over.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -19,12 +18,23 @@ use crate::fsutil::CheckedDir;
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Holds the lock until dropped; derefs to the locked file.
-pub struct UserLock(Flock<File>);
+pub struct UserLock {
+    file: Flock<File>,
+    len: u64,
+}
+
+impl UserLock {
+    /// The file's size once locked (read by the stat that checked it is the file of that
+    /// name). Writers change it only under the lock: it holds until this lock writes.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+}
 
 impl std::ops::Deref for UserLock {
     type Target = File;
     fn deref(&self) -> &File {
-        &self.0
+        &self.file
     }
 }
 
@@ -34,7 +44,8 @@ pub fn lock(dir: &CheckedDir, name: &str) -> Result<UserLock> {
     let deadline = Instant::now() + LOCK_TIMEOUT;
     let mut pause = Duration::from_micros(50);
     loop {
-        let mut file = dir.open_or_create(name)?;
+        // The metadata of the checks: device and inode do not change with the descriptor.
+        let (mut file, held) = dir.open_or_create(name)?;
         let locked = loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(l) => break l,
@@ -59,9 +70,13 @@ pub fn lock(dir: &CheckedDir, name: &str) -> Result<UserLock> {
         };
         // Still the file that the name points at? Otherwise it was removed or replaced
         // while we waited, and a lock on it protects nothing.
-        let held = locked.metadata().map_err(|e| Error::io(&path, e))?;
         match dir.identity(name)? {
-            Some(now) if now == (held.dev(), held.ino()) => return Ok(UserLock(locked)),
+            Some(now) if now.is(&held) => {
+                return Ok(UserLock {
+                    file: locked,
+                    len: now.len,
+                })
+            }
             _ => continue,
         }
     }

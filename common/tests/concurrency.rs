@@ -9,8 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 
-use common::store::Outcome;
-use common::{Backend, Commit, FileKey, FilesBackend, Store, Version};
+use common::{Backend, Commit, FileKey, FilesBackend, Outcome, Version};
 use support::*;
 
 const THREADS: usize = 32;

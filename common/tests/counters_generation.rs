@@ -6,7 +6,7 @@ mod support;
 
 use std::os::unix::fs::FileExt;
 
-use common::store::Outcome;
+use common::Outcome;
 use common::UserName;
 use support::*;
 

@@ -12,8 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::store::AuthRequest;
-use common::{Store, UserName};
+use common::{AuthRequest, UserName};
 use support::*;
 
 const KILLS: usize = 1000;

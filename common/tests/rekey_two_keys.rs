@@ -95,7 +95,7 @@ fn a_state_that_does_not_open_does_not_stop_a_rekey_for_the_others() {
     let text = std::fs::read_to_string(&ben).unwrap();
     std::fs::write(&ben, text.replace("digits = 6", "digits = 8")).unwrap();
     let old_key = std::fs::read(&fx.key_file).unwrap();
-    let results = common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    let results = support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     let failed: Vec<_> = results
         .iter()
         .filter(|(_, r)| r.is_err())
@@ -126,7 +126,7 @@ fn a_busy_user_is_tried_again_after_the_others() {
         std::thread::sleep(std::time::Duration::from_secs(13));
         drop(held);
     });
-    let results = common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    let results = support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     release.join().unwrap();
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
     let store = fx.store();

@@ -5,8 +5,10 @@ mod support;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 
-use common::store::{Outcome, PriorRejections};
-use common::{Error, HostKey, Store, UserName};
+use common::totp::OtpParams;
+use common::{
+    login, Backend, Error, FileKey, FilesBackend, HostKey, Outcome, PriorRejections, UserName,
+};
 use support::*;
 
 #[test]
@@ -415,7 +417,7 @@ fn rekey_keeps_everyone_able_to_log_in() {
     let fx = Fixture::new();
     let users: Vec<_> = ["u1", "u2", "u3"].iter().map(|n| fx.enroll(n)).collect();
     let old_id = fx.store().key().key_id();
-    let report = common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    let report = support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     assert_eq!(report.len(), 3);
     assert!(report.iter().all(|(_, r)| r.is_ok()));
     let store = fx.store();
@@ -442,7 +444,7 @@ fn a_login_that_read_the_key_before_a_rekey_still_succeeds() {
     let (user, secret) = fx.enroll("waiting");
     // The module reads the key, then prompts; the whole rekey runs while the user types.
     let opened_before = fx.store();
-    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     assert_ne!(opened_before.key().key_id(), fx.store().key().key_id());
     let outcome = opened_before
         .authenticate(&user, &current_code(&secret), &req(now()))
@@ -479,7 +481,7 @@ fn writes_with_a_key_replaced_by_rekey_are_refused() {
     let (user, _) = fx.enroll("holdout");
     // An enrollment-side process that read the key before the rekey.
     let stale = fx.store();
-    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     let late = UserName::parse("late").unwrap();
     let err = stale
         .enroll(
@@ -530,7 +532,7 @@ fn rekey_step_four_reseals_a_file_sealed_under_the_old_key_alone() {
             now(),
         )
         .unwrap();
-    common::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
+    support::store::rekey(&fx.state_dir, &fx.key_file).unwrap();
     let store = fx.store();
     assert_eq!(store.key().key_id(), new.key_id());
     for (u, s) in [
@@ -544,4 +546,83 @@ fn rekey_step_four_reseals_a_file_sealed_under_the_old_key_alone() {
             Outcome::Accepted { .. }
         ));
     }
+}
+
+/// The module checks enrollment before its prompt and loads after it, on one backend that
+/// keeps the state file it opened for the check: whatever happened to the file meanwhile,
+/// the load sees the file that the name holds when it loads.
+#[test]
+fn a_state_file_replaced_or_removed_after_the_enrollment_check_is_not_used() {
+    let fx = Fixture::new();
+    let (user, _) = fx.enroll("alice");
+    let keys = FileKey::load(&fx.key_file).unwrap();
+    let new_secret = secret_for("a different secret");
+    let new_code = current_code(&new_secret);
+
+    // Replaced (a re-enrollment during the prompt): the new enrollment decides.
+    let backend = FilesBackend::open(&fx.state_dir).unwrap();
+    assert!(backend.is_enrolled(&user).unwrap());
+    fx.store()
+        .enroll(
+            &user,
+            new_secret,
+            OtpParams::default(),
+            None,
+            10,
+            true,
+            now(),
+        )
+        .unwrap();
+    let o = login::authenticate(&backend, &keys, &user, &new_code, &req(now())).unwrap();
+    assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+
+    // Removed during the prompt: not enrolled, and no counters file left behind for it.
+    let backend = FilesBackend::open(&fx.state_dir).unwrap();
+    assert!(backend.is_enrolled(&user).unwrap());
+    assert!(fx.store().remove(&user).unwrap());
+    let o = login::authenticate(&backend, &keys, &user, &new_code, &req(now())).unwrap();
+    assert!(matches!(o, Outcome::NotEnrolled), "{o:?}");
+    assert!(!fx.state_dir.join(".alice.counters").exists());
+}
+
+/// Ancestors are checked where they really are: through a symlink, the directory it leads
+/// to is refused if others can write it, and named.
+#[test]
+fn ancestors_are_checked_on_the_real_path_behind_a_symlink() {
+    let fx = Fixture::new();
+    let open = fx.tmp.path().join("open");
+    let state = open.join("inner").join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let link = fx.tmp.path().join("link");
+    symlink(&open, &link).unwrap();
+    let through_link = link.join("inner").join("state");
+    let err = FilesBackend::open(&through_link).err().expect("refused");
+    assert!(unsafe_file(&err), "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("{}: ", open.display())), "{text}");
+    // Safe once the real directory is, the symlink itself being root's.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(FilesBackend::open(&through_link).is_ok());
+}
+
+/// A missing directory below an unsafe one is reported missing, as a resolution of the
+/// path finds it (no directory of it is judged before they all exist).
+#[test]
+fn a_missing_state_dir_below_an_unsafe_ancestor_is_missing() {
+    let fx = Fixture::new();
+    let open = fx.tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = FilesBackend::open(&open.join("gone").join("state"))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+    let err = FilesBackend::open(&open.join("state"))
+        .err()
+        .expect("refused");
+    assert!(unsafe_file(&err), "{err}");
 }

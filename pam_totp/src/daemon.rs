@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::config::BackendKind;
-use common::store::{Outcome, PriorRejections};
 use common::DeviceIdentity;
 use common::{Config, UserName};
+use common::{Outcome, PriorRejections};
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
 use proto::{read_frame, Deadline, DeviceKey, FrameError, GraceRequest, Reply, Request, Verify};

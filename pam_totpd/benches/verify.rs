@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::store::{self, AuthRequest, Outcome};
+use common::login::{self, Enrollment, RecoveryCodes};
 use common::totp::{code_at, OtpParams, TotpSecret};
-use common::{HostKey, Store, UserName};
+use common::{AuthRequest, Backend, FileKey, FilesBackend, Outcome, UserName};
 use pam_totp::daemon::Client;
 use zeroize::Zeroizing;
 
@@ -114,7 +114,7 @@ fn main() {
     )
     .unwrap();
     let key_file = tmp.path().join("key");
-    let (key, _) = HostKey::load_or_create(&key_file).unwrap();
+    let (keys, _) = FileKey::load_or_create(&key_file).unwrap();
     let socket = tmp.path().join("run").join("socket");
     let config = tmp.path().join("pam_totp.conf");
     std::fs::write(
@@ -127,26 +127,28 @@ fn main() {
         ),
     )
     .unwrap();
-    let st = Store::new(&state_dir, key);
     let params = OtpParams::default();
+    let backend = FilesBackend::open(&state_dir).unwrap();
+    let enroll = |user: UserName| {
+        let e = Enrollment {
+            user,
+            secret: secret(),
+            params,
+            last_counter: None,
+            recovery: RecoveryCodes::Generate(0),
+            replace: false,
+            now: now(),
+        };
+        login::enroll(&backend, &keys, e).unwrap();
+    };
     let name = |p: &str, i: usize| UserName::parse(&format!("{p}{i}")).unwrap();
     for i in 0..USERS {
         for p in ["inproc", "daemon"] {
-            st.enroll(&name(p, i), secret(), params, None, 0, false, now())
-                .unwrap();
+            enroll(name(p, i));
         }
     }
     for u in ["single", "nobody"] {
-        st.enroll(
-            &UserName::parse(u).unwrap(),
-            secret(),
-            params,
-            None,
-            0,
-            false,
-            now(),
-        )
-        .unwrap();
+        enroll(UserName::parse(u).unwrap());
     }
 
     let mut daemon: Child = Command::new(env!("CARGO_BIN_EXE_pam_totpd"))
@@ -173,14 +175,11 @@ fn main() {
         ..common::Config::default()
     };
     let in_process = |user: &UserName, code: &str, t: i64| {
-        assert!(store::is_enrolled(&cfg.state_dir, user).unwrap());
-        let st = Store::open(&cfg.state_dir, &cfg.key_file).unwrap();
-        st.authenticate(
-            user,
-            code,
-            &AuthRequest::from_config(&cfg, t, Some("192.0.2.1")),
-        )
-        .unwrap()
+        let backend = FilesBackend::open(&cfg.state_dir).unwrap();
+        assert!(backend.is_enrolled(user).unwrap());
+        let keys = FileKey::load(&cfg.key_file).unwrap();
+        let req = AuthRequest::from_config(&cfg, t, Some("192.0.2.1"));
+        login::authenticate(&backend, &keys, user, code, &req).unwrap()
     };
     let single = UserName::parse("single").unwrap();
     let w = wrong_code(now());

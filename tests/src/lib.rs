@@ -1,6 +1,11 @@
 //! Test helpers shared by the integration tests.
 pub mod daemon;
 pub mod pam;
+/// `Store`, the one-object view of a state directory and key file that tests use: test
+/// support, kept out of `common`'s API (one source with `common`'s own tests).
+#[path = "../../common/tests/support/store.rs"]
+pub mod store;
+pub use store::Store;
 
 /// The `--propagation` that `unshare --mount` can use here: `private`, so that nothing a
 /// test mounts reaches the system, where `/` is a mount point; `unchanged` in a chroot

@@ -12,7 +12,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{HostKey, OtpParams, Store, TotpSecret, UserName};
+use common::{HostKey, OtpParams, TotpSecret, UserName};
+
+use crate::Store;
 
 // Return codes of Linux-PAM (security/_pam_types.h).
 pub const PAM_SUCCESS: c_int = 0;

@@ -7,8 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cli_support::*;
-use common::{AuthRequest, OtpParams, Outcome, Store, TotpSecret, UserName};
+use common::{AuthRequest, OtpParams, Outcome, TotpSecret, UserName};
 use integration_tests::pam::{now, Fixture};
+use integration_tests::Store;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use cli_support::*;
-use common::{HostKey, OtpParams, Outcome, Store, TotpSecret, UserName};
+use common::{HostKey, OtpParams, Outcome, TotpSecret, UserName};
 use e2e_support::TestUser;
 use integration_tests::pam::{
     module_path, now, pamtester, run_with_timeout, wrong_codes, EtcPamService, Run,
 };
+use integration_tests::Store;
 
 const STATE_DIR: &str = "/var/lib/pam_totp";
 const KEY_FILE: &str = "/etc/security/pam_totp.key";

@@ -803,7 +803,7 @@ fn a_state_dir_or_key_file_below_a_directory_others_can_write_is_authinfo_unavai
     f.try_code(&state_below_open, "bob", "123456")
         .assert_code(PAM_AUTHINFO_UNAVAIL);
     // The refusal names the ancestor.
-    let Err(err) = common::Store::open(&state, &key) else {
+    let Err(err) = integration_tests::Store::open(&state, &key) else {
         panic!("a key file below a 0777 directory was opened");
     };
     let text = err.to_string();

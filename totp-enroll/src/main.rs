@@ -2,7 +2,7 @@
 //!
 //! A thin layer over `common`: this crate parses arguments, decides who may do what, talks
 //! to the terminal and draws the QR code; every read and write of state goes through
-//! `common::Store`. Exit status per SPEC.md: 0 success, 1 refused or failed verification,
+//! `common::login` over a `common::FilesBackend` ([`Store`] here). Exit status per SPEC.md: 0 success, 1 refused or failed verification,
 //! 2 usage error, 3 system error.
 
 #![forbid(unsafe_code)]

@@ -21,6 +21,8 @@ use integration_tests::pam::{
 
 const GOOGLE_AUTH: &str = "/usr/lib/x86_64-linux-gnu/security/pam_google_authenticator.so";
 const RHOST: &str = "192.0.2.1";
+/// Set in the environment of the benchmark re-executed in its private mount namespace.
+const UNSHARED_MARK: &str = "PAM_BENCH_PRIVATE_MOUNT_NS";
 /// The configuration file the package installs: pam_totp parses it on every login.
 const SHIPPED_CONF: &str = include_str!("../../../packaging/pam_totp.conf");
 /// Iterations before each timed loop, not counted: first calls fault pages in.
@@ -58,9 +60,19 @@ fn main() {
     // /dev/console, which costs milliseconds on a serial console, while pam_syslog drops
     // them. So both get a listener, as on any host with a syslog daemon: a socket of ours
     // bind-mounted on /dev/log in a private mount namespace.
-    if !host_log && same_mount_ns_as_init() {
+    //
+    // The re-executed process knows itself by an environment marker. (Comparing mount
+    // namespaces with PID 1's cannot tell where /proc/1/ns/mnt is unreadable, as in a
+    // sandbox whose PID 1 is not init: the mount then went to the shared namespace.)
+    if !host_log && std::env::var_os(UNSHARED_MARK).is_none() {
         let status = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
+            .args([
+                "--mount",
+                "--propagation",
+                integration_tests::mount_propagation(),
+                "--",
+            ])
+            .env(UNSHARED_MARK, "1")
             .arg(std::env::current_exe().unwrap())
             .args(&args[1..])
             .status()
@@ -556,7 +568,13 @@ impl LogSink {
             .arg(dev_log)
             .status()
             .unwrap();
-        assert!(status.success(), "mount --bind {} /dev/log", path.display());
+        if !status.success() {
+            // Leave /dev/log as it was found.
+            if placeholder {
+                let _ = std::fs::remove_file(dev_log);
+            }
+            panic!("mount --bind {} /dev/log", path.display());
+        }
         assert!(std::fs::metadata(dev_log).unwrap().file_type().is_socket());
         let ours = Arc::new(AtomicU64::new(0));
         let theirs = Arc::new(AtomicU64::new(0));
@@ -654,11 +672,6 @@ fn passwd_position(user: &str) -> (usize, usize) {
     let prefix = format!("{user}:");
     let at = lines.iter().position(|l| l.starts_with(&prefix)).unwrap();
     (at + 1, lines.len())
-}
-
-fn same_mount_ns_as_init() -> bool {
-    let ns = |p: &str| std::fs::read_link(p).ok();
-    ns("/proc/self/ns/mnt") == ns("/proc/1/ns/mnt")
 }
 
 fn loadavg() -> String {

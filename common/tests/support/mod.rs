@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
-use common::store::AuthRequest;
 use common::totp::{code_at, OtpParams, TotpSecret};
-use common::{HostKey, Store, UserName};
+use common::{AuthRequest, HostKey, UserName};
 use zeroize::Zeroizing;
+
+pub mod store;
+pub use store::Store;
 
 /// A temporary state directory and key file (root-owned, 0700 / 0600).
 pub struct Fixture {

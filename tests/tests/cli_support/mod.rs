@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{AuthRequest, OtpParams, Outcome, Store, TotpSecret, UserName};
+use common::{AuthRequest, OtpParams, Outcome, TotpSecret, UserName};
+use integration_tests::Store;
 
 use integration_tests::pam::{now, run_with_timeout, target_profile_dir, Fixture, Run};
 
