@@ -60,7 +60,7 @@ impl DefaultPaths {
                     "{aside:?} exists: an earlier run left it; put it back by hand"
                 );
                 // On a panic here, drop puts back what was moved and deletes nothing.
-                fs::rename(&p, &aside).unwrap_or_else(|e| panic!("moving {p:?} aside: {e}"));
+                move_aside(&p, &aside).unwrap_or_else(|e| panic!("moving {p:?} aside: {e}"));
                 guard.moved.push((p, aside));
             }
         }
@@ -81,6 +81,27 @@ impl DefaultPaths {
     }
 }
 
+/// Renames `from` to `to`. The private root is an overlay of /, where renaming a directory
+/// of the lower layer (the package's /var/lib/pam_totp, after `scripts/install.sh`) fails
+/// with EXDEV: then it is copied and removed, as mv(1) does.
+fn move_aside(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let r = run_with_timeout(
+                e2e_support::cmd("mv", &["-T", from.to_str().unwrap(), to.to_str().unwrap()]),
+                b"",
+                std::time::Duration::from_secs(60),
+            );
+            if r.success() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!("mv: {r:?}")))
+            }
+        }
+        r => r,
+    }
+}
+
 impl Drop for DefaultPaths {
     fn drop(&mut self) {
         if self.ours {
@@ -90,7 +111,7 @@ impl Drop for DefaultPaths {
             }
         }
         for (p, aside) in &self.moved {
-            if let Err(e) = fs::rename(aside, p) {
+            if let Err(e) = move_aside(aside, p) {
                 eprintln!("warning: could not restore {}: {e}", p.display());
             }
         }
