@@ -185,6 +185,30 @@ fn decode(user: &UserName, b: &[u8]) -> Option<Record> {
     })
 }
 
+/// Length of one encoded counters record ([`encode_record`]).
+pub const RECORD_LEN: usize = SLOT_LEN;
+
+/// One counters record as bytes, for a backend that keeps counters somewhere other than
+/// the counters file (the fleet store): the same record, checksum and binding to `user`
+/// as a slot of the file. `generation` is that of the state the counters extend.
+pub fn encode_record(user: &UserName, generation: u64, counters: &Counters) -> Vec<u8> {
+    let rec = Record {
+        seq: 1,
+        generation,
+        counters: counters.clone(),
+    };
+    encode(user, &rec).to_vec()
+}
+
+/// The (generation, counters) of bytes made by [`encode_record`] for `user`; `None` when
+/// they are damaged, of another length, or another user's.
+pub fn decode_record(user: &UserName, bytes: &[u8]) -> Option<(u64, Counters)> {
+    if bytes.len() != SLOT_LEN {
+        return None;
+    }
+    decode(user, bytes).map(|r| (r.generation, r.counters))
+}
+
 /// A remote host name as stored and shown, the one rule for every place that shows it
 /// (`status`, `--json`, the module's notice). A client picks PAM_RHOST, so it could drive the
 /// terminal of whoever reads it (control characters) or make it read differently from what
@@ -337,6 +361,24 @@ mod tests {
         let mut flipped = b;
         flipped[30] ^= 0x10;
         assert_eq!(decode(&user(), &flipped), None);
+    }
+
+    #[test]
+    fn record_bytes_round_trip_and_bind_the_user() {
+        let c = Counters {
+            last_counter: Some(77),
+            failures: 2,
+            last_rejected_rhost: Some("h".into()),
+            ..Default::default()
+        };
+        let b = encode_record(&user(), 5, &c);
+        assert_eq!(b.len(), RECORD_LEN);
+        assert_eq!(decode_record(&user(), &b), Some((5, c)));
+        assert_eq!(decode_record(&UserName::parse("bob").unwrap(), &b), None);
+        assert_eq!(decode_record(&user(), &b[1..]), None);
+        let mut flipped = b.clone();
+        flipped[36] ^= 1;
+        assert_eq!(decode_record(&user(), &flipped), None);
     }
 
     #[test]

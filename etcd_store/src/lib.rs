@@ -1,9 +1,10 @@
 //! pam_totp's fleet store: per-user enrollment state and counters on an etcd v3 cluster.
 //!
 //! This crate is linked by the daemon `pam_totpd` only: it carries a gRPC/TLS stack (tonic,
-//! rustls) that the PAM module must never load. It knows nothing about TOTP: it stores opaque
-//! bytes and offers the one primitive the fleet needs, a linearizable compare-and-swap of a
-//! user's counters on the revisions of both of the user's keys (SPEC.md "Fleet").
+//! rustls) that the PAM module must never load. [`Store`] knows nothing about TOTP: it stores
+//! opaque bytes and offers the one primitive the fleet needs, a linearizable compare-and-swap of
+//! a user's counters on the revisions of both of the user's keys (SPEC.md "Fleet").
+//! [`EtcdBackend`] puts it behind pam_totp's storage seam (`common::Backend`).
 //!
 //! # Key layout
 //!
@@ -52,7 +53,9 @@ use etcd_client::{
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+mod backend;
 mod blocking;
+pub use backend::EtcdBackend;
 pub use blocking::BlockingStore;
 
 /// SPEC's default `[etcd] prefix`.
@@ -117,6 +120,14 @@ pub enum Expect {
     Absent,
     /// The state key at this `mod_revision`: a replacement of what was read.
     AtRevision(i64),
+    /// The state key at `state` and the counters key at `counters` (0: absent): a
+    /// replacement of exactly what was read, so that no login committed since is lost.
+    AtRevisions {
+        /// `mod_revision` of the state key.
+        state: i64,
+        /// `mod_revision` of the counters key, 0 when it was absent.
+        counters: i64,
+    },
 }
 
 /// Why a call failed. None of these means that anything was accepted.
@@ -390,6 +401,11 @@ impl Store {
         self.inner.members.iter().map(|m| m.url.clone()).collect()
     }
 
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
     /// The deadline of one call.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.inner.timeout_ms)
@@ -499,8 +515,13 @@ impl Store {
 
     /// Reads `user`'s state and counters in one linearizable read. `None`: not enrolled.
     pub async fn load(&self, user: &str) -> Result<Option<Loaded>, Error> {
+        self.load_by(user, Instant::now() + self.timeout()).await
+    }
+
+    /// [`Store::load`] under a deadline of the caller's (e.g. one login's).
+    pub async fn load_by(&self, user: &str, deadline: Instant) -> Result<Option<Loaded>, Error> {
         check_user(user)?;
-        self.read(user, Instant::now() + self.timeout()).await
+        self.read(user, deadline).await
     }
 
     /// Writes `counters` for `user` if, and only if, the state key is still at `state_revision`
@@ -517,9 +538,22 @@ impl Store {
         counters_revision: i64,
         counters: &[u8],
     ) -> Result<Outcome, Error> {
+        let deadline = Instant::now() + self.timeout();
+        self.commit_counters_by(user, state_revision, counters_revision, counters, deadline)
+            .await
+    }
+
+    /// [`Store::commit_counters`] under a deadline of the caller's; an uncertain outcome is
+    /// re-read for at most [`recheck_margin`] past it.
+    pub async fn commit_counters_by(
+        &self,
+        user: &str,
+        state_revision: i64,
+        counters_revision: i64,
+        counters: &[u8],
+        deadline: Instant,
+    ) -> Result<Outcome, Error> {
         check_user(user)?;
-        let start = Instant::now();
-        let deadline = start + self.timeout();
         let nonce = new_nonce()?;
         let (sk, ck) = (self.state_key(user), self.counters_key(user));
         let counters_cmp = if counters_revision == 0 {
@@ -619,14 +653,38 @@ impl Store {
         state: &[u8],
         expect: Expect,
     ) -> Result<Outcome, Error> {
+        self.put_state_by(user, state, expect, Instant::now() + self.timeout())
+            .await
+    }
+
+    /// [`Store::put_state`] under a deadline of the caller's.
+    pub async fn put_state_by(
+        &self,
+        user: &str,
+        state: &[u8],
+        expect: Expect,
+        deadline: Instant,
+    ) -> Result<Outcome, Error> {
         check_user(user)?;
-        let deadline = Instant::now() + self.timeout();
         let (sk, ck) = (self.state_key(user), self.counters_key(user));
-        let cmp = match expect {
+        let mut cmp = vec![match expect {
             Expect::Absent => Compare::create_revision(sk.clone(), CompareOp::Equal, 0),
-            Expect::AtRevision(rev) => Compare::mod_revision(sk.clone(), CompareOp::Equal, rev),
-        };
-        let txn = Txn::new().when([cmp]).and_then([
+            Expect::AtRevision(rev) | Expect::AtRevisions { state: rev, .. } => {
+                Compare::mod_revision(sk.clone(), CompareOp::Equal, rev)
+            }
+        }];
+        match expect {
+            Expect::AtRevisions { counters: 0, .. } => {
+                cmp.push(Compare::create_revision(ck.clone(), CompareOp::Equal, 0))
+            }
+            Expect::AtRevisions { counters, .. } => cmp.push(Compare::mod_revision(
+                ck.clone(),
+                CompareOp::Equal,
+                counters,
+            )),
+            _ => {}
+        }
+        let txn = Txn::new().when(cmp).and_then([
             TxnOp::put(sk, state.to_vec(), None),
             TxnOp::delete(ck, None),
         ]);
@@ -646,7 +704,8 @@ impl Store {
         if sent.load(Ordering::Relaxed) > 1 {
             // An earlier copy of this request may be what made the compare fail. Sealed state
             // bytes are unique (random nonces inside), so finding ours means it applied.
-            if let Some(l) = self.read(user, Instant::now() + self.timeout()).await? {
+            let recheck = deadline.max(Instant::now()) + recheck_margin(self.inner.timeout_ms);
+            if let Some(l) = self.read(user, recheck).await? {
                 if l.state == state {
                     return Ok(Outcome::Committed {
                         revision: l.state_revision,
@@ -675,9 +734,53 @@ impl Store {
         }
     }
 
+    /// Deletes `user`'s state and counters if the state key is still at `state_revision`:
+    /// unlike [`Store::delete`], a copy of this request that a stopped member applies late
+    /// cannot remove an enrollment made since. [`Outcome::Conflict`]: the state moved.
+    pub async fn delete_at(
+        &self,
+        user: &str,
+        state_revision: i64,
+        deadline: Instant,
+    ) -> Result<Outcome, Error> {
+        check_user(user)?;
+        let (sk, ck) = (self.state_key(user), self.counters_key(user));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                sk.clone(),
+                CompareOp::Equal,
+                state_revision,
+            )])
+            .and_then([TxnOp::delete(sk, None), TxnOp::delete(ck, None)]);
+        let sent = AtomicUsize::new(0);
+        let resp = self
+            .hedged("delete", deadline, |mut c| {
+                sent.fetch_add(1, Ordering::Relaxed);
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        if resp.succeeded() {
+            return Ok(Outcome::Committed { revision });
+        }
+        if sent.load(Ordering::Relaxed) > 1 {
+            // An earlier copy may be what deleted it: gone is what was asked.
+            let recheck = deadline.max(Instant::now()) + recheck_margin(self.inner.timeout_ms);
+            if self.read(user, recheck).await?.is_none() {
+                return Ok(Outcome::Committed { revision });
+            }
+        }
+        Ok(Outcome::Conflict)
+    }
+
     /// The names of all enrolled users (keys under `{prefix}state/`), sorted.
     pub async fn list(&self) -> Result<Vec<String>, Error> {
-        let deadline = Instant::now() + self.timeout();
+        self.list_by(Instant::now() + self.timeout()).await
+    }
+
+    /// [`Store::list`] under a deadline of the caller's.
+    pub async fn list_by(&self, deadline: Instant) -> Result<Vec<String>, Error> {
         let dir = format!("{}state/", self.inner.prefix);
         let resp = self
             .hedged("list", deadline, |mut c| {
