@@ -19,7 +19,7 @@ use nix::sys::socket::{getsockopt, sockopt, UnixCredentials};
 use proto::{read_frame, Deadline, FrameError, Prior, Reply, Request, Unavailable};
 
 use crate::log::{log, printable, Level};
-use crate::store::{self, Failure};
+use crate::store::{Failure, Storage};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 128;
@@ -34,6 +34,7 @@ const SPARE_WORKERS: usize = 2;
 
 pub struct Server {
     config: Config,
+    storage: Storage,
     /// Open connections per uid.
     open: Mutex<HashMap<u32, usize>>,
     /// Last time a refusal was logged, so a flood does not flood the log too.
@@ -78,9 +79,10 @@ impl Drop for Slot {
 }
 
 impl Server {
-    pub fn new(config: Config) -> Arc<Server> {
+    pub fn new(config: Config, storage: Storage) -> Arc<Server> {
         Arc::new(Server {
             config,
+            storage,
             open: Mutex::new(HashMap::new()),
             last_refusal_log: Mutex::new(None),
             // The serving thread itself.
@@ -195,7 +197,7 @@ fn admit(server: &Arc<Server>, stream: UnixStream) {
         let _ = (&stream).write_all(&Reply::Unavailable(Unavailable::Busy).encode());
         return;
     };
-    handle(&server.config, &stream, &cred);
+    handle(server, &stream, &cred);
 }
 
 /// Who asked, for every log line.
@@ -203,7 +205,7 @@ fn who(cred: &UnixCredentials) -> String {
     format!("uid={} pid={}", cred.uid(), cred.pid())
 }
 
-fn handle(config: &Config, stream: &UnixStream, cred: &UnixCredentials) {
+fn handle(server: &Server, stream: &UnixStream, cred: &UnixCredentials) {
     let deadline = Instant::now() + DEADLINE;
     let body = match read_frame(&mut Deadline { stream, deadline }) {
         Ok(b) => b,
@@ -224,7 +226,7 @@ fn handle(config: &Config, stream: &UnixStream, cred: &UnixCredentials) {
         }
     };
     let reply = match Request::decode(&body) {
-        Ok(req) => answer(config, cred, req),
+        Ok(req) => answer(&server.config, &server.storage, cred, req),
         Err(e) => {
             log(
                 Level::Notice,
@@ -256,7 +258,7 @@ fn owns(uid: u32, user: &UserName) -> Result<bool, String> {
     }
 }
 
-fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
+fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Request) -> Reply {
     let user = match UserName::parse(req.user()) {
         Ok(u) => u,
         Err(e) => {
@@ -298,10 +300,11 @@ fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
         Reply::Unavailable(match f {
             Failure::Key(_) => Unavailable::Key,
             Failure::State(_) => Unavailable::State,
+            Failure::Backend(_) => Unavailable::Backend,
         })
     };
     match req {
-        Request::IsEnrolled { .. } => match store::is_enrolled(config, &user) {
+        Request::IsEnrolled { .. } => match storage.is_enrolled(config, &user) {
             Ok(true) => Reply::Enrolled,
             Ok(false) => Reply::NotEnrolled,
             Err(f) => unavailable(f),
@@ -315,7 +318,7 @@ fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
                 return Reply::Unavailable(Unavailable::Internal);
             };
             let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-            match store::verify(config, &user, &v.code, v.rhost.as_deref(), now) {
+            match storage.verify(config, &user, &v.code, v.rhost.as_deref(), now) {
                 Ok(o) => {
                     log_outcome(&o, &line);
                     to_reply(o)

@@ -1,8 +1,23 @@
 //! The daemon's only door into `common`'s storage: every call the daemon makes into the
 //! store goes through these two functions, over the backend seam (`common::Backend`, the
 //! shared `common::login::authenticate`), so the login policy is the module's own.
+//!
+//! With `backend = "etcd"` the backend is the fleet store ([`EtcdBackend`]), and each request
+//! gets one deadline, `[etcd] timeout_ms` from its start, for all its round trips to the cluster
+//! (the load, the compare-and-swap and every retry): past it the request fails closed.
+
+use std::time::Instant;
 
 use common::{AuthRequest, Backend, Config, Error, FileKey, FilesBackend, Outcome, UserName};
+use pam_totp_etcd::EtcdBackend;
+
+/// Where this daemon's enrollments live.
+pub enum Storage {
+    /// The state directory of the config (opened for each request).
+    Files,
+    /// The fleet store.
+    Fleet(EtcdBackend),
+}
 
 /// Why the store could not answer.
 #[derive(Debug)]
@@ -11,6 +26,9 @@ pub enum Failure {
     Key(Error),
     /// The state is missing, unreadable, corrupt or unsafe.
     State(Error),
+    /// The fleet store did not answer in time, refused, or cannot tell whether a write
+    /// applied.
+    Backend(Error),
 }
 
 impl std::fmt::Display for Failure {
@@ -18,30 +36,62 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Key(e) => write!(f, "host key: {e}"),
             Failure::State(e) => write!(f, "state: {e}"),
+            Failure::Backend(e) => write!(f, "fleet store: {e}"),
         }
     }
 }
 
-/// Whether `user` is enrolled (a state file, checked for safety, not decrypted).
-pub fn is_enrolled(config: &Config, user: &UserName) -> Result<bool, Failure> {
-    FilesBackend::open(&config.state_dir)
-        .and_then(|b| b.is_enrolled(user))
-        .map_err(Failure::State)
+/// An error of the fleet store's operations, by what failed.
+fn fleet_failure(e: Error) -> Failure {
+    match e {
+        Error::Unavailable(_) | Error::Contention(_) | Error::Config(_) => Failure::Backend(e),
+        e => Failure::State(e),
+    }
 }
 
-/// One login attempt under the daemon's own policy (`config`): the login transaction of
-/// the module, counted towards the same lock as every other login.
-pub fn verify(
-    config: &Config,
-    user: &UserName,
-    code: &str,
-    rhost: Option<&str>,
-    now: i64,
-) -> Result<Outcome, Failure> {
-    // The key file is read for each attempt, as the module does: a rekey is then picked up
-    // at once, with no restart and no cached key to go stale.
-    let backend = FilesBackend::open(&config.state_dir).map_err(Failure::State)?;
-    let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
-    let req = AuthRequest::from_config(config, now, rhost);
-    common::login::authenticate(&backend, &keys, user, code, &req).map_err(Failure::State)
+impl Storage {
+    /// Whether `user` is enrolled (a state, checked for safety, not decrypted).
+    pub fn is_enrolled(&self, config: &Config, user: &UserName) -> Result<bool, Failure> {
+        match self {
+            Storage::Files => FilesBackend::open(&config.state_dir)
+                .and_then(|b| b.is_enrolled(user))
+                .map_err(Failure::State),
+            Storage::Fleet(f) => f
+                .with_deadline(Instant::now() + f.timeout())
+                .is_enrolled(user)
+                .map_err(fleet_failure),
+        }
+    }
+
+    /// One login attempt under the daemon's own policy (`config`): the login transaction of
+    /// the module, counted towards the same lock as every other login (of the fleet, with
+    /// the fleet store).
+    pub fn verify(
+        &self,
+        config: &Config,
+        user: &UserName,
+        code: &str,
+        rhost: Option<&str>,
+        now: i64,
+    ) -> Result<Outcome, Failure> {
+        let deadline = match self {
+            Storage::Fleet(f) => Some(Instant::now() + f.timeout()),
+            Storage::Files => None,
+        };
+        // The key file is read for each attempt, as the module does: a rekey is then picked
+        // up at once, with no restart and no cached key to go stale.
+        let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
+        let req = AuthRequest::from_config(config, now, rhost);
+        match (self, deadline) {
+            (Storage::Fleet(f), Some(d)) => {
+                common::login::authenticate(&f.with_deadline(d), &keys, user, code, &req)
+                    .map_err(fleet_failure)
+            }
+            _ => {
+                let backend = FilesBackend::open(&config.state_dir).map_err(Failure::State)?;
+                common::login::authenticate(&backend, &keys, user, code, &req)
+                    .map_err(Failure::State)
+            }
+        }
+    }
 }

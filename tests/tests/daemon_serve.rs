@@ -421,6 +421,23 @@ fn bad_config_or_arguments_refuse_to_start() {
             ),
             "etcd",
         ),
+        (
+            config_text(
+                &f,
+                "backend = \"etcd\"\n[etcd]\nendpoints = [\"https://e:2379\"]\n\
+                 tls_ca = \"/nonexistent/ca.pem\"",
+            ),
+            "tls_ca, tls_cert and tls_key go together",
+        ),
+        (
+            config_text(
+                &f,
+                "backend = \"etcd\"\n[etcd]\nendpoints = [\"https://e:2379\"]\n\
+                 tls_ca = \"/nonexistent/ca.pem\"\ntls_cert = \"/nonexistent/c.pem\"\n\
+                 tls_key = \"/nonexistent/c.key\"",
+            ),
+            "/nonexistent/ca.pem",
+        ),
         ("socket = \"relative/socket\"".to_owned(), "socket"),
         ("window = 99".to_owned(), "window"),
         ("this is not toml".to_owned(), "pam_totp.conf"),
