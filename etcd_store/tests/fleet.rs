@@ -10,144 +10,24 @@
 //! kills the leader at the very end. Needs `cargo build --workspace` first (the daemon and the
 //! module are run from target/).
 
+mod fleet_hosts;
 mod harness;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::login::{self, Enrollment, RecoveryCodes};
-use common::{FileKey, HostKey, OtpParams, TotpSecret, UserName};
+use common::login;
+use common::{OtpParams, TotpSecret, UserName};
+use fleet_hosts::{code, settled_now, Fleet};
 use harness::Cluster;
-use integration_tests::daemon::{config_text, socket_of, write_config, TestDaemon};
 use integration_tests::pam::{
-    code_name, now, Fixture, Reply, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_MAXTRIES, PAM_SUCCESS,
+    code_name, now, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR, PAM_MAXTRIES, PAM_SUCCESS,
 };
-use pam_totp_etcd::{recheck_margin, EtcdBackend};
-use zeroize::Zeroizing;
+use pam_totp_etcd::recheck_margin;
 
 /// `[etcd] timeout_ms` of every host: short, so that the checks without quorum stay short.
 const TIMEOUT_MS: u64 = 1000;
 const MAX_FAILURES: u32 = 3;
-
-struct Host {
-    fx: Fixture,
-    service: String,
-    daemon: TestDaemon,
-}
-
-impl Host {
-    /// One login through libpam on this host; its PAM code, messages and duration.
-    fn login(&self, user: &str, code: &str) -> (i32, Vec<String>, Duration) {
-        let start = Instant::now();
-        let a = self.fx.attempt(
-            &self.service,
-            user.as_bytes(),
-            Some("198.51.100.7"),
-            vec![Reply::text(code)],
-        );
-        (a.code, a.errors(), start.elapsed())
-    }
-}
-
-struct Fleet {
-    hosts: Vec<Host>,
-    /// Test-side admin access, for enrollment and unlock.
-    admin: EtcdBackend,
-    keys: FileKey,
-    /// Every secret enrolled (raw bytes), and every recovery code shown: none of them may
-    /// appear in etcd.
-    secrets: Vec<(Zeroizing<Vec<u8>>, String)>,
-    recovery: Vec<String>,
-}
-
-impl Fleet {
-    fn start(c: &Cluster) -> Fleet {
-        let fleet_key = HostKey::generate().unwrap();
-        let hosts: Vec<Host> = (0..3)
-            .map(|i| {
-                let fx = Fixture::new();
-                fleet_key.store(&fx.key_file).unwrap();
-                let tls = c.client_cert(&format!("host-{i}"));
-                let endpoints = c
-                    .endpoints_from(i)
-                    .iter()
-                    .map(|e| format!("\"{e}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let extra = format!(
-                    "backend = \"etcd\"\nmax_failures = {MAX_FAILURES}\nlockout_secs = 300\n\
-                     [etcd]\nendpoints = [{endpoints}]\ntls_ca = \"{}\"\ntls_cert = \"{}\"\n\
-                     tls_key = \"{}\"\ntimeout_ms = {TIMEOUT_MS}\n",
-                    tls.ca.display(),
-                    tls.cert.display(),
-                    tls.key.display()
-                );
-                write_config(&fx, &config_text(&fx, &extra));
-                let daemon = TestDaemon::start(&fx.config, &socket_of(&fx));
-                let service = fx.service_with(&format!(
-                    "auth required {{module}} config={}\n",
-                    fx.config.display()
-                ));
-                Host {
-                    fx,
-                    service,
-                    daemon,
-                }
-            })
-            .collect();
-        let admin = EtcdBackend::connect(c.config("admin", c.endpoints_from(0), 5000)).unwrap();
-        let keys = FileKey::load(&hosts[0].fx.key_file).unwrap();
-        Fleet {
-            hosts,
-            admin,
-            keys,
-            secrets: Vec::new(),
-            recovery: Vec::new(),
-        }
-    }
-
-    /// Enrolls `user` once, for the whole fleet; returns its secret.
-    fn enroll(&mut self, user: &str) -> TotpSecret {
-        let mut raw = Zeroizing::new(vec![0u8; 20]);
-        getrandom::getrandom(&mut raw).unwrap();
-        let secret = TotpSecret::from_bytes(raw.clone()).unwrap();
-        let b32 = secret.to_base32().to_string();
-        let codes = login::enroll(
-            &self.admin,
-            &self.keys,
-            Enrollment {
-                user: UserName::parse(user).unwrap(),
-                secret: TotpSecret::from_bytes(raw.clone()).unwrap(),
-                params: OtpParams::default(),
-                last_counter: None,
-                recovery: RecoveryCodes::Generate(3),
-                replace: false,
-                now: now(),
-            },
-        )
-        .unwrap();
-        self.recovery
-            .extend(codes.iter().map(|c| c.display().to_string()));
-        self.secrets.push((raw, b32));
-        secret
-    }
-}
-
-fn code(secret: &TotpSecret, t: i64) -> String {
-    common::totp::code_at(secret, &OtpParams::default(), t as u64).to_string()
-}
-
-/// Now, at least 5 s before the next 30 s step starts, so that codes of the steps before,
-/// at and after now all stay within `window = 1` for the next few seconds.
-fn settled_now() -> i64 {
-    loop {
-        let t = now();
-        if t % 30 < 25 {
-            return t;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 #[track_caller]
 fn expect(got: (i32, Vec<String>, Duration), want: i32, what: &str) {
@@ -166,7 +46,11 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         .enable_all()
         .build()
         .unwrap();
-    let mut fleet = Fleet::start(&c);
+    let fleet = Fleet::start(
+        &c,
+        TIMEOUT_MS,
+        &format!("max_failures = {MAX_FAILURES}\nlockout_secs = 300"),
+    );
 
     // One enrollment works on every host, and a code used on one host is refused on the
     // others: three steps, one per host, then each of them again elsewhere.
@@ -274,7 +158,7 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         "the scan must see the enrollments"
     );
     for (k, v) in &all {
-        for (raw, b32) in &fleet.secrets {
+        for (raw, b32) in fleet.secrets.lock().unwrap().iter() {
             for hay in [k, v] {
                 assert!(!contains(hay, raw), "raw secret in etcd");
                 assert!(!contains(hay, b32.as_bytes()), "base32 secret in etcd");
@@ -284,7 +168,7 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
                 );
             }
         }
-        for rc in &fleet.recovery {
+        for rc in fleet.recovery.lock().unwrap().iter() {
             assert!(!contains(v, rc.as_bytes()), "recovery code in etcd");
             let bare: String = rc.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             assert!(!contains(v, bare.as_bytes()), "recovery code in etcd");
