@@ -150,6 +150,105 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
     }
     eprintln!("burst rounds took {burst_times:?}");
 
+    // totp-enroll on a fleet host speaks to its daemon: import on one host, logins on the
+    // others, status, unlock, list, new recovery codes and disable from any host.
+    let b32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ";
+    let secret = TotpSecret::from_base32(b32).unwrap();
+    fleet.secrets.lock().unwrap().push((
+        zeroize::Zeroizing::new(secret.as_bytes().to_vec()),
+        b32.to_owned(),
+    ));
+    let r = fleet.hosts[0].cli(
+        &["import", "--user", "daemon", "--secret-stdin"],
+        &format!("{b32}\n"),
+    );
+    assert_eq!(r.status, Some(0), "{r:?}");
+    let codes = r.recovery_codes();
+    assert_eq!(codes.len(), 10, "{r:?}");
+    fleet.recovery.lock().unwrap().extend(codes.iter().cloned());
+    let again = fleet.hosts[2].cli(
+        &["import", "--user", "daemon", "--secret-stdin"],
+        &format!("{b32}\n"),
+    );
+    assert_eq!(again.status, Some(1), "{again:?}");
+    assert!(again.stderr.contains("already enrolled"), "{again:?}");
+    let t = settled_now();
+    expect(
+        fleet.hosts[1].login("daemon", &code(&secret, t)),
+        PAM_SUCCESS,
+        "imported through host 0, used on host 1",
+    );
+    expect(
+        fleet.hosts[2].login("daemon", &code(&secret, t)),
+        PAM_AUTH_ERR,
+        "the same code on host 2",
+    );
+    let st = fleet.hosts[2].cli(&["status", "--user", "daemon", "--json"], "");
+    assert_eq!(st.status, Some(0), "{st:?}");
+    let json: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(json["failures"], 1, "{json}");
+    for w in integration_tests::pam::wrong_codes(&secret, &OtpParams::default(), 2) {
+        expect(
+            fleet.hosts[0].login("daemon", &w),
+            PAM_AUTH_ERR,
+            "wrong code",
+        );
+    }
+    expect(
+        fleet.hosts[1].login("daemon", &code(&secret, t + 30)),
+        PAM_MAXTRIES,
+        "locked",
+    );
+    let r = fleet.hosts[1].cli(&["unlock", "--user", "daemon"], "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    expect(
+        fleet.hosts[0].login("daemon", &code(&secret, t + 30)),
+        PAM_SUCCESS,
+        "unlocked from host 1, on host 0",
+    );
+    let l = fleet.hosts[1].cli(&["list"], "");
+    assert_eq!(l.status, Some(0), "{l:?}");
+    assert!(
+        l.stdout.contains("daemon") && l.stdout.contains("fleet-alice"),
+        "{l:?}"
+    );
+    let r = fleet.hosts[2].cli(&["recovery-codes", "--user", "daemon"], "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    let new_codes = r.recovery_codes();
+    assert_eq!(new_codes.len(), 10, "{r:?}");
+    fleet
+        .recovery
+        .lock()
+        .unwrap()
+        .extend(new_codes.iter().cloned());
+    expect(
+        fleet.hosts[0].login("daemon", &codes[0]),
+        PAM_AUTH_ERR,
+        "an old code",
+    );
+    expect(
+        fleet.hosts[1].login("daemon", &new_codes[0]),
+        PAM_SUCCESS,
+        "a new code",
+    );
+    expect(
+        fleet.hosts[2].login("daemon", &new_codes[0]),
+        PAM_AUTH_ERR,
+        "spent elsewhere",
+    );
+    let r = fleet.hosts[0].cli(&["rekey"], "");
+    assert_eq!(r.status, Some(3), "{r:?}");
+    assert!(r.stderr.contains("not supported"), "{r:?}");
+    let r = fleet.hosts[0].cli(&["disable", "--user", "daemon"], "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    let gone = fleet.hosts[2].login("daemon", &code(&secret, t + 60));
+    assert!(
+        gone.1.iter().any(|m| m.contains("not set up")),
+        "{:?}",
+        gone.1
+    );
+    expect(gone, PAM_AUTH_ERR, "after disable");
+
     // etcd holds no plaintext secret: every key and value, scanned for every secret (raw
     // and base32, either case) and every recovery code shown.
     let all = rt.block_on(scan(&c)).unwrap();

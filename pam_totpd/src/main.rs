@@ -6,6 +6,7 @@
 //! other uid only about the account whose passwd entry has that uid. Every policy value
 //! comes from this daemon's config; a request cannot even carry one.
 
+mod admin;
 mod listen;
 mod log;
 mod server;

@@ -259,6 +259,16 @@ fn owns(uid: u32, user: &UserName) -> Result<bool, String> {
 }
 
 fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Request) -> Reply {
+    if req.root_only() {
+        if cred.uid() != 0 {
+            log(
+                Level::Notice,
+                &format!("administration request from {}: denied", who(cred)),
+            );
+            return Reply::Denied;
+        }
+        return crate::admin::answer(config, storage, req, &who(cred));
+    }
     let user = match UserName::parse(req.user()) {
         Ok(u) => u,
         Err(e) => {
@@ -271,7 +281,7 @@ fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Reque
     };
     let (service, rhost) = match &req {
         Request::Verify(v) => (printable(&v.service, 64), v.rhost.clone()),
-        Request::IsEnrolled { .. } => ("-".to_owned(), None),
+        _ => ("-".to_owned(), None),
     };
     let line = |what: &str| {
         format!(
@@ -326,6 +336,8 @@ fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Reque
                 Err(f) => unavailable(f),
             }
         }
+        // Answered above.
+        _ => Reply::BadRequest,
     }
 }
 

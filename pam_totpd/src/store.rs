@@ -50,6 +50,35 @@ fn fleet_failure(e: Error) -> Failure {
 }
 
 impl Storage {
+    /// Runs an enrollment-side operation over this storage with the key of `key_file`. With
+    /// `create` (an enrollment) and the files backend, a missing state directory and host key
+    /// are created, as `totp-enroll` run as root does; a fleet key is never created here (a
+    /// new random key on one host would seal what no other host can open).
+    pub fn admin<T>(
+        &self,
+        config: &Config,
+        create: bool,
+        f: impl FnOnce(&dyn Backend, &FileKey) -> common::Result<T>,
+    ) -> Result<T, Failure> {
+        match self {
+            Storage::Files => {
+                let (backend, keys) = if create {
+                    let b = FilesBackend::create(&config.state_dir).map_err(Failure::State)?;
+                    let (k, _) = FileKey::load_or_create(&config.key_file).map_err(Failure::Key)?;
+                    (b, k)
+                } else {
+                    let b = FilesBackend::open(&config.state_dir).map_err(Failure::State)?;
+                    (b, FileKey::load(&config.key_file).map_err(Failure::Key)?)
+                };
+                f(&backend, &keys).map_err(Failure::State)
+            }
+            Storage::Fleet(fleet) => {
+                let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
+                f(fleet, &keys).map_err(fleet_failure)
+            }
+        }
+    }
+
     /// Whether `user` is enrolled (a state, checked for safety, not decrypted).
     pub fn is_enrolled(&self, config: &Config, user: &UserName) -> Result<bool, Failure> {
         match self {

@@ -12,7 +12,6 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use zeroize::Zeroizing;
 
-use common::recovery::RecoveryCode;
 use common::{Enrollment, Error, OtpParams, RecoveryCodes, TimeStep, TotpSecret, UserName};
 
 use crate::Store;
@@ -97,7 +96,7 @@ fn enroll(
     secret: TotpSecret,
     params: OtpParams,
     replace: bool,
-) -> Result<Vec<RecoveryCode>, Failure> {
+) -> Result<crate::ShownCodes, Failure> {
     let count = ctx.config.recovery_codes;
     let e = Enrollment {
         user: user.clone(),

@@ -35,6 +35,57 @@ impl Host {
     }
 }
 
+/// What a `totp-enroll` run printed.
+#[derive(Debug)]
+pub struct Cli {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cli {
+    /// The recovery codes printed after `Recovery codes:`.
+    pub fn recovery_codes(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("Recovery codes:"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+}
+
+impl Host {
+    /// `totp-enroll --config <this host's config> ARGS` as root, with `stdin`.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Cli {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let bin = integration_tests::pam::target_profile_dir().join("totp-enroll");
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(&self.fx.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo build --workspace`)", bin.display()));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Cli {
+            status: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 pub struct Fleet {
     pub hosts: Vec<Host>,
     /// Test-side admin access, for enrollment and unlock.
