@@ -131,8 +131,20 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         assert_eq!(
             accepted,
             1,
-            "round {round}: {:?}",
-            results.iter().map(|&r| code_name(r)).collect::<Vec<_>>()
+            "round {round}: {:?}; the daemons said: {:?}",
+            results.iter().map(|&r| code_name(r)).collect::<Vec<_>>(),
+            fleet
+                .hosts
+                .iter()
+                .flat_map(|h| {
+                    h.daemon
+                        .log()
+                        .lines()
+                        .filter(|l| l.contains(&format!("user={user} ")))
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
         );
         for r in &results {
             assert!(
@@ -248,6 +260,88 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         gone.1
     );
     expect(gone, PAM_AUTH_ERR, "after disable");
+
+    // Migration: a host's own state directory, sealed under its own host key, moves into
+    // the fleet with its counters and unused recovery codes.
+    let src = integration_tests::pam::Fixture::new();
+    let t = settled_now();
+    let mut migrated = Vec::new();
+    for name in ["fleet-mig1", "fleet-mig2"] {
+        let mut raw = zeroize::Zeroizing::new(vec![0u8; 20]);
+        getrandom::getrandom(&mut raw).unwrap();
+        let s = TotpSecret::from_bytes(raw.clone()).unwrap();
+        let codes = src.enroll_with(
+            name,
+            TotpSecret::from_bytes(raw.clone()).unwrap(),
+            OtpParams::default(),
+            3,
+        );
+        fleet
+            .secrets
+            .lock()
+            .unwrap()
+            .push((raw, s.to_base32().to_string()));
+        fleet.recovery.lock().unwrap().extend(codes.iter().cloned());
+        migrated.push((name, s, codes));
+    }
+    let req = common::AuthRequest {
+        now: t,
+        window: 1,
+        max_failures: 3,
+        lockout_secs: 300,
+        rhost: None,
+        lockout_max_secs: 86400,
+    };
+    let (m1, s1, c1) = &migrated[0];
+    let u1 = UserName::parse(m1).unwrap();
+    assert!(matches!(
+        src.store().authenticate(&u1, &code(s1, t), &req).unwrap(),
+        common::Outcome::Accepted { .. }
+    ));
+    assert!(matches!(
+        src.store().authenticate(&u1, &c1[0], &req).unwrap(),
+        common::Outcome::RecoveryAccepted { .. }
+    ));
+    let dir = src.state_dir.to_str().unwrap();
+    let key = src.key_file.to_str().unwrap();
+    let args = ["import", "--from-state-dir", dir, "--from-key-file", key];
+    let r = fleet.hosts[1].cli(&args, "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    assert!(
+        r.stdout.contains("Imported fleet-mig1")
+            && r.stdout.contains("Imported fleet-mig2")
+            && r.stdout.contains("2 imported, 0 refused, 0 failed"),
+        "{r:?}"
+    );
+    expect(
+        fleet.hosts[2].login(m1, &code(s1, t)),
+        PAM_AUTH_ERR,
+        "a step used before the move",
+    );
+    expect(
+        fleet.hosts[0].login(m1, &c1[0]),
+        PAM_AUTH_ERR,
+        "a recovery code spent before the move",
+    );
+    expect(
+        fleet.hosts[0].login(m1, &c1[1]),
+        PAM_SUCCESS,
+        "an unused recovery code",
+    );
+    expect(
+        fleet.hosts[2].login(m1, &code(s1, t + 30)),
+        PAM_SUCCESS,
+        "the next step",
+    );
+    let (m2, s2, _) = &migrated[1];
+    expect(
+        fleet.hosts[0].login(m2, &code(s2, t)),
+        PAM_SUCCESS,
+        "the second user",
+    );
+    let r = fleet.hosts[2].cli(&args, "");
+    assert_eq!(r.status, Some(1), "{r:?}");
+    assert!(r.stdout.contains("0 imported, 2 refused"), "{r:?}");
 
     // etcd holds no plaintext secret: every key and value, scanned for every secret (raw
     // and base32, either case) and every recovery code shown.

@@ -4,7 +4,9 @@
 //! host's CLI acts on the fleet's record. No secret is ever logged or sent back.
 
 use common::login::{self, Enrollment, RecoveryCodes};
-use common::{Algorithm, Config, Error, OtpParams, TimeStep, TotpSecret, UserName};
+use common::{
+    Algorithm, Config, Error, FileKey, FilesBackend, OtpParams, TimeStep, TotpSecret, UserName,
+};
 use proto::{NewCodes, Reply, Request, Status, Unavailable};
 
 use crate::log::{log, Level};
@@ -75,86 +77,86 @@ pub fn answer(config: &Config, storage: &Storage, req: Request, who: &str) -> Re
         log(Level::Notice, &line(&format!("{why}: refused")));
         Reply::BadRequest
     };
-    let result =
-        match (req, &user) {
-            (Request::Enroll(e), Some(user)) => {
-                let Ok(secret) = TotpSecret::from_base32(&e.secret) else {
-                    return bad("enroll: secret is not a usable base32 secret");
-                };
-                let Some(params) = params(e.algorithm, e.digits, e.period) else {
-                    return bad("enroll: invalid algorithm, digits or period");
-                };
-                let recovery = match e.recovery {
-                    NewCodes::Generate(n) if usize::from(n) <= proto::MAX_CODES => {
-                        RecoveryCodes::Generate(usize::from(n))
-                    }
-                    NewCodes::Generate(_) => return bad("enroll: too many recovery codes"),
-                    NewCodes::Keep(codes) => RecoveryCodes::Keep(codes),
-                };
-                let replace = e.replace;
-                storage
-                    .admin(config, true, |b, k| {
-                        login::enroll(
-                            b,
-                            k,
-                            Enrollment {
-                                user: user.clone(),
-                                secret,
-                                params,
-                                last_counter: e.last_counter.map(TimeStep),
-                                recovery,
-                                replace,
-                                now: now(),
-                            },
-                        )
-                    })
-                    .map(|codes| {
-                        log(
-                            Level::Notice,
-                            &line(&format!(
-                                "enrolled{}",
-                                if replace { " (replace)" } else { "" }
-                            )),
-                        );
-                        Reply::RecoveryCodes(codes.iter().map(|c| c.display()).collect())
-                    })
-            }
-            (Request::Status { .. }, Some(user)) => storage
-                .admin(config, false, |b, k| login::status(b, k, user))
-                .map(|s| match s {
-                    Some(s) => Reply::Status(status_reply(&s)),
-                    None => Reply::NotEnrolled,
-                }),
-            (Request::Unlock { .. }, Some(user)) => storage
-                .admin(config, false, |b, k| login::unlock(b, k, user))
-                .map(|()| {
-                    log(Level::Notice, &line("unlocked"));
-                    Reply::Done
-                }),
-            (Request::Remove { .. }, Some(user)) => storage
-                .admin(config, false, |b, _| b.remove(user))
-                .map(|existed| {
-                    if existed {
-                        log(Level::Notice, &line("enrollment removed"));
-                        Reply::Done
-                    } else {
-                        Reply::NotEnrolled
-                    }
-                }),
-            (Request::NewRecoveryCodes { count, .. }, Some(user)) => {
-                if usize::from(count) > proto::MAX_CODES {
-                    return bad("too many recovery codes");
+    let result = match (req, &user) {
+        (Request::Enroll(e), Some(user)) => {
+            let Ok(secret) = TotpSecret::from_base32(&e.secret) else {
+                return bad("enroll: secret is not a usable base32 secret");
+            };
+            let Some(params) = params(e.algorithm, e.digits, e.period) else {
+                return bad("enroll: invalid algorithm, digits or period");
+            };
+            let recovery = match e.recovery {
+                NewCodes::Generate(n) if usize::from(n) <= proto::MAX_CODES => {
+                    RecoveryCodes::Generate(usize::from(n))
                 }
-                storage
-                    .admin(config, false, |b, k| {
-                        login::regenerate_recovery_codes(b, k, user, usize::from(count))
-                    })
-                    .map(|codes| {
-                        log(Level::Notice, &line("new recovery codes"));
-                        Reply::RecoveryCodes(codes.iter().map(|c| c.display()).collect())
-                    })
+                NewCodes::Generate(_) => return bad("enroll: too many recovery codes"),
+                NewCodes::Keep(codes) => RecoveryCodes::Keep(codes),
+            };
+            let replace = e.replace;
+            storage
+                .admin(config, true, |b, k| {
+                    login::enroll(
+                        b,
+                        k,
+                        Enrollment {
+                            user: user.clone(),
+                            secret,
+                            params,
+                            last_counter: e.last_counter.map(TimeStep),
+                            recovery,
+                            replace,
+                            now: now(),
+                        },
+                    )
+                })
+                .map(|codes| {
+                    log(
+                        Level::Notice,
+                        &line(&format!(
+                            "enrolled{}",
+                            if replace { " (replace)" } else { "" }
+                        )),
+                    );
+                    Reply::RecoveryCodes(codes.iter().map(|c| c.display()).collect())
+                })
+        }
+        (Request::Status { .. }, Some(user)) => storage
+            .admin(config, false, |b, k| login::status(b, k, user))
+            .map(|s| match s {
+                Some(s) => Reply::Status(status_reply(&s)),
+                None => Reply::NotEnrolled,
+            }),
+        (Request::Unlock { .. }, Some(user)) => storage
+            .admin(config, false, |b, k| login::unlock(b, k, user))
+            .map(|()| {
+                log(Level::Notice, &line("unlocked"));
+                Reply::Done
+            }),
+        (Request::Remove { .. }, Some(user)) => storage
+            .admin(config, false, |b, _| b.remove(user))
+            .map(|existed| {
+                if existed {
+                    log(Level::Notice, &line("enrollment removed"));
+                    Reply::Done
+                } else {
+                    Reply::NotEnrolled
+                }
+            }),
+        (Request::NewRecoveryCodes { count, .. }, Some(user)) => {
+            if usize::from(count) > proto::MAX_CODES {
+                return bad("too many recovery codes");
             }
-            (Request::ListUsers { after }, None) => storage
+            storage
+                .admin(config, false, |b, k| {
+                    login::regenerate_recovery_codes(b, k, user, usize::from(count))
+                })
+                .map(|codes| {
+                    log(Level::Notice, &line("new recovery codes"));
+                    Reply::RecoveryCodes(codes.iter().map(|c| c.display()).collect())
+                })
+        }
+        (Request::ListUsers { after }, None) => {
+            storage
                 .admin(config, false, |b, _| b.users())
                 .map(|users| Reply::Users {
                     names: users
@@ -163,9 +165,47 @@ pub fn answer(config: &Config, storage: &Storage, req: Request, who: &str) -> Re
                         .filter(|u| after.as_deref().is_none_or(|a| u.as_str() > a))
                         .collect(),
                     more: false,
-                }),
-            _ => return Reply::BadRequest,
-        };
+                })
+        }
+        (
+            Request::ImportUser {
+                from_dir,
+                from_key,
+                replace,
+                ..
+            },
+            Some(user),
+        ) => {
+            let from_dir = std::path::PathBuf::from(from_dir);
+            let from_key = std::path::PathBuf::from(from_key);
+            if !from_dir.is_absolute() || !from_key.is_absolute() {
+                return bad("import: paths must be absolute");
+            }
+            FilesBackend::open(&from_dir)
+                .map_err(Failure::State)
+                .and_then(|b| Ok((b, FileKey::load(&from_key).map_err(Failure::Key)?)))
+                .and_then(|(from, from_keys)| {
+                    storage.admin(config, true, |to, to_keys| {
+                        match login::copy_enrollment(&from, &from_keys, to, to_keys, user, replace)?
+                        {
+                            None => Ok(None),
+                            Some(_) => login::status(to, to_keys, user),
+                        }
+                    })
+                })
+                .map(|s| match s {
+                    Some(s) => {
+                        log(
+                            Level::Notice,
+                            &line(&format!("imported from {}", from_dir.display())),
+                        );
+                        Reply::Status(status_reply(&s))
+                    }
+                    None => Reply::NotEnrolled,
+                })
+        }
+        _ => return Reply::BadRequest,
+    };
     match result {
         Ok(reply) => reply,
         Err(Failure::State(Error::AlreadyEnrolled(_)))

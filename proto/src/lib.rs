@@ -42,6 +42,7 @@
 //! | 0x13 | `Remove` | user str |
 //! | 0x14 | `NewRecoveryCodes` | user str, count u8 |
 //! | 0x15 | `ListUsers` | after opt<str> |
+//! | 0x16 | `ImportUser` | user str, from_dir str, from_key str, replace u8 (0 or 1) |
 //! | 0x90 | `Status` | algorithm u8, digits u8, period u32, created i64, last_used opt<i64>, last_counter opt<u64>, failures u32, locked_until opt<i64>, rejected_since_success u32, last_rejected_rhost opt<str>, last_rejected_at opt<i64>, lockouts u32, recovery_codes_left u32 |
 //! | 0x91 | `Done` | |
 //! | 0x92 | `RecoveryCodes` | n u8 (at most [`MAX_CODES`]), n codes str |
@@ -100,6 +101,7 @@ const UNLOCK: u8 = 0x12;
 const REMOVE: u8 = 0x13;
 const NEW_RECOVERY_CODES: u8 = 0x14;
 const LIST_USERS: u8 = 0x15;
+const IMPORT_USER: u8 = 0x16;
 const STATUS_REPLY: u8 = 0x90;
 const DONE: u8 = 0x91;
 const RECOVERY_CODES: u8 = 0x92;
@@ -178,13 +180,35 @@ impl fmt::Debug for Enroll {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     Verify(Verify),
-    IsEnrolled { user: String },
+    IsEnrolled {
+        user: String,
+    },
     Enroll(Enroll),
-    Status { user: String },
-    Unlock { user: String },
-    Remove { user: String },
-    NewRecoveryCodes { user: String, count: u8 },
-    ListUsers { after: Option<String> },
+    Status {
+        user: String,
+    },
+    Unlock {
+        user: String,
+    },
+    Remove {
+        user: String,
+    },
+    NewRecoveryCodes {
+        user: String,
+        count: u8,
+    },
+    ListUsers {
+        after: Option<String>,
+    },
+    /// Copy `user`'s enrollment from the state directory `from_dir`, sealed under the key in
+    /// `from_key`, into the daemon's storage (`import --from-state-dir`). Answered with the
+    /// new record's `Status`.
+    ImportUser {
+        user: String,
+        from_dir: String,
+        from_key: String,
+        replace: bool,
+    },
 }
 
 impl Request {
@@ -198,7 +222,8 @@ impl Request {
             | Request::Status { user }
             | Request::Unlock { user }
             | Request::Remove { user }
-            | Request::NewRecoveryCodes { user, .. } => Some(user),
+            | Request::NewRecoveryCodes { user, .. }
+            | Request::ImportUser { user, .. } => Some(user),
             Request::ListUsers { .. } => None,
         }
     }
@@ -625,6 +650,19 @@ impl Request {
                 w.opt_str(after.as_deref());
                 w.finish()
             }
+            Request::ImportUser {
+                user,
+                from_dir,
+                from_key,
+                replace,
+            } => {
+                let mut w = Writer::new(IMPORT_USER);
+                w.str(user, MAX_STR_LEN);
+                w.str(from_dir, MAX_STR_LEN);
+                w.str(from_key, MAX_STR_LEN);
+                w.0.push(u8::from(*replace));
+                w.finish()
+            }
         }
     }
 
@@ -680,6 +718,12 @@ impl Request {
             },
             LIST_USERS => Request::ListUsers {
                 after: r.opt_str()?,
+            },
+            IMPORT_USER => Request::ImportUser {
+                user: r.str()?,
+                from_dir: r.str()?,
+                from_key: r.str()?,
+                replace: r.tag()?,
             },
             k => return Err(DecodeError::Kind(k)),
         };
@@ -1026,6 +1070,12 @@ mod tests {
             Request::ListUsers { after: None },
             Request::ListUsers {
                 after: Some("m".into()),
+            },
+            Request::ImportUser {
+                user: "u".repeat(MAX_STR_LEN),
+                from_dir: "d".repeat(MAX_STR_LEN),
+                from_key: "k".repeat(MAX_STR_LEN),
+                replace: true,
             },
         ];
         for r in reqs {

@@ -163,11 +163,49 @@ impl Daemon {
     }
 
     pub fn status(&self, user: &UserName) -> common::Result<Option<common::Status>> {
-        let s = match self.call(&Request::Status {
+        self.status_of(
+            user,
+            &Request::Status {
+                user: user.to_string(),
+            },
+        )
+    }
+
+    /// The daemon copies the enrollment (it runs as root on this host and reads `from_dir`
+    /// itself); the paths must fit a string field.
+    pub fn import_user(
+        &self,
+        from_dir: &std::path::Path,
+        from_key: &std::path::Path,
+        user: &UserName,
+        replace: bool,
+    ) -> common::Result<Option<common::Status>> {
+        let path = |p: &std::path::Path| {
+            p.to_str()
+                .filter(|s| s.len() <= proto::MAX_STR_LEN)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "{}: path must be UTF-8 and at most {} bytes",
+                        p.display(),
+                        proto::MAX_STR_LEN
+                    ))
+                })
+        };
+        let req = Request::ImportUser {
             user: user.to_string(),
-        })? {
+            from_dir: path(from_dir)?,
+            from_key: path(from_key)?,
+            replace,
+        };
+        self.status_of(user, &req)
+    }
+
+    fn status_of(&self, user: &UserName, req: &Request) -> common::Result<Option<common::Status>> {
+        let s = match self.call(req)? {
             Reply::Status(s) => s,
             Reply::NotEnrolled => return Ok(None),
+            Reply::AlreadyEnrolled => return Err(Error::AlreadyEnrolled(user.clone())),
             r => return Err(self.unexpected(r)),
         };
         let alg = match s.algorithm {

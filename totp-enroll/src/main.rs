@@ -315,6 +315,30 @@ impl Store {
             Store::Daemon(d) => d.list(),
         }
     }
+    /// Copies `user`'s enrollment from the state directory `from_dir` (sealed under the key
+    /// in `from_key`) into this store; the new record's status, `None` if `from_dir` has no
+    /// enrollment of that name.
+    pub fn import_user(
+        &self,
+        from_dir: &std::path::Path,
+        from_key: &std::path::Path,
+        user: &UserName,
+        replace: bool,
+    ) -> common::Result<Option<common::Status>> {
+        match self {
+            Store::Local(l) => {
+                let from = FilesBackend::open(from_dir)?;
+                let from_keys = FileKey::load(from_key)?;
+                match common::login::copy_enrollment(
+                    &from, &from_keys, &l.backend, &l.keys, user, replace,
+                )? {
+                    None => Ok(None),
+                    Some(_) => common::login::status(&l.backend, &l.keys, user),
+                }
+            }
+            Store::Daemon(d) => d.import_user(from_dir, from_key, user, replace),
+        }
+    }
     pub fn rekey(&self) -> common::Result<Vec<common::PerUser<()>>> {
         match self {
             Store::Local(l) => common::login::rekey(&l.backend, &l.keys),
