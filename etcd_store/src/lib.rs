@@ -318,6 +318,16 @@ fn open_envelope(v: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     }
 }
 
+/// What became of the copies of one commit.
+enum Sent {
+    /// One copy applied (at most one can: each compares the same revisions).
+    Applied(i64),
+    /// Every copy sent was answered, each refused by its compare.
+    Refused,
+    /// A copy may have applied without our hearing of it (no answer, or a transport error).
+    Unknown(String),
+}
+
 /// What the re-read after an uncertain commit says.
 enum Recheck {
     Ours(i64),
@@ -484,6 +494,82 @@ impl Store {
         }
     }
 
+    /// Sends a commit like [`Store::hedged`], but waits for every copy it sent: the first
+    /// answer may be a copy refused because another copy of ours applied a moment earlier.
+    /// Once a copy is refused no more are sent; the others get one hedge delay more (or until
+    /// the deadline) to answer.
+    async fn hedged_commit(&self, txn: &Txn, deadline: Instant) -> Result<Sent, Error> {
+        let n = self.inner.members.len();
+        let first = self.inner.preferred.load(Ordering::Relaxed) % n;
+        let delay = hedge_delay(self.inner.timeout_ms);
+        let max_attempts = n + (self.inner.timeout_ms / delay.as_millis() as u64) as usize;
+        let mut pending = FuturesUnordered::new();
+        let mut launched = 0usize;
+        let mut uncertain: Option<String> = None;
+        let mut refused = false;
+        let launch = |i: usize| {
+            let idx = (first + i) % n;
+            let mut c = self.inner.members[idx].client.clone();
+            let txn = txn.clone();
+            async move { (idx, c.txn(txn).await) }
+        };
+        pending.push(launch(launched));
+        launched += 1;
+        let mut deadline = tokio::time::Instant::from_std(deadline);
+        let mut next_hedge = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                done = pending.next(), if !pending.is_empty() => {
+                    let Some((idx, r)) = done else { continue };
+                    match classify("commit", r) {
+                        Attempt::Answer(resp) if resp.succeeded() => {
+                            self.inner.preferred.store(idx, Ordering::Relaxed);
+                            return Ok(Sent::Applied(resp.header().map_or(0, |h| h.revision())));
+                        }
+                        Attempt::Answer(_) => {
+                            self.inner.preferred.store(idx, Ordering::Relaxed);
+                            if !refused {
+                                refused = true;
+                                deadline = deadline.min(tokio::time::Instant::now() + delay);
+                            }
+                        }
+                        Attempt::Refused(e) => return Err(e),
+                        Attempt::Failed(msg) => {
+                            // It may have been applied before the error: not a refusal.
+                            uncertain = Some(format!("{}: {msg}", self.inner.members[idx].url));
+                            if !refused && launched < n {
+                                pending.push(launch(launched));
+                                launched += 1;
+                                next_hedge = tokio::time::Instant::now() + delay;
+                            }
+                        }
+                    }
+                    if pending.is_empty() && (refused || launched >= max_attempts) {
+                        return Ok(match uncertain {
+                            None if refused => Sent::Refused,
+                            None => Sent::Unknown("no answer".into()),
+                            Some(why) => Sent::Unknown(why),
+                        });
+                    }
+                }
+                _ = tokio::time::sleep_until(next_hedge), if !refused && launched < max_attempts => {
+                    pending.push(launch(launched));
+                    launched += 1;
+                    next_hedge = tokio::time::Instant::now() + delay;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(Sent::Unknown(format!(
+                        "{} of {launched} copies unanswered after the deadline ({} ms){}",
+                        pending.len(),
+                        self.inner.timeout_ms,
+                        uncertain.map_or(String::new(), |u| format!("; last error: {u}"))
+                    )));
+                }
+            }
+        }
+    }
+
     /// One linearizable read of both keys, at one revision.
     async fn read(&self, user: &str, deadline: Instant) -> Result<Option<Loaded>, Error> {
         let (sk, ck) = (self.state_key(user), self.counters_key(user));
@@ -567,25 +653,11 @@ impl Store {
                 counters_cmp,
             ])
             .and_then([TxnOp::put(ck, envelope(&nonce, counters), None)]);
-        let sent = AtomicUsize::new(0);
-        let result = self
-            .hedged("commit", deadline, |mut c| {
-                sent.fetch_add(1, Ordering::Relaxed);
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await;
-        let why = match result {
-            Ok(resp) if resp.succeeded() => {
-                let revision = resp.header().map_or(0, |h| h.revision());
-                return Ok(Outcome::Committed { revision });
-            }
-            // One request, refused by its compare: definitive.
-            Ok(_) if sent.load(Ordering::Relaxed) == 1 => return Ok(Outcome::Conflict),
-            // Another of our hedged requests may be the one that moved the revision.
-            Ok(_) => "conflict after hedged requests".to_owned(),
-            Err(e @ (Error::PermissionDenied { .. } | Error::Server { .. })) => return Err(e),
-            Err(e) => e.to_string(),
+        let why = match self.hedged_commit(&txn, deadline).await? {
+            Sent::Applied(revision) => return Ok(Outcome::Committed { revision }),
+            // Every copy sent was answered and refused by its compare: none applied.
+            Sent::Refused => return Ok(Outcome::Conflict),
+            Sent::Unknown(why) => why,
         };
         let recheck_deadline = deadline + recheck_margin(self.inner.timeout_ms);
         match self
@@ -599,7 +671,11 @@ impl Store {
             .await
         {
             Ok(Recheck::Ours(revision)) => Ok(Outcome::Committed { revision }),
-            Ok(Recheck::Moved) => Ok(Outcome::Conflict),
+            // A copy of ours that nobody answered for may have applied and been overwritten
+            // since: calling that a conflict would turn our own accepted code into a replay.
+            Ok(Recheck::Moved) => Err(Error::OutcomeUnknown {
+                detail: format!("{why}; the counters moved since"),
+            }),
             Ok(Recheck::Unchanged) => Err(Error::OutcomeUnknown { detail: why }),
             Err(e) => Err(Error::OutcomeUnknown {
                 detail: format!("{why}; re-read failed: {e}"),

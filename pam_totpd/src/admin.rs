@@ -212,6 +212,10 @@ pub fn answer(config: &Config, storage: &Storage, req: Request, who: &str) -> Re
         | Err(Failure::Backend(Error::AlreadyEnrolled(_))) => Reply::AlreadyEnrolled,
         Err(Failure::State(Error::NotEnrolled(_)))
         | Err(Failure::Backend(Error::NotEnrolled(_))) => Reply::NotEnrolled,
+        Err(Failure::State(e @ (Error::InvalidInput(_) | Error::InvalidUserName(_)))) => {
+            log(Level::Notice, &line(&format!("{e}: refused")));
+            Reply::BadRequest
+        }
         Err(f) => {
             log(Level::Err, &line(&format!("{f}; not done")));
             Reply::Unavailable(match f {
