@@ -31,10 +31,14 @@
 //! call, and a request lost with a killed leader is sent again once a new one is elected. Sending
 //! a request twice is safe: every write is a compare-and-swap, so at most one copy applies.
 //!
-//! A commit whose outcome is unknown (deadline passed, or every endpoint failed after sending)
-//! is decided by reading again, for at most [`recheck_margin`] past the deadline: our nonce in
-//! the counters key means it committed; changed revisions mean it never can; anything else is
-//! [`Error::OutcomeUnknown`], which the caller must treat as a failure. So a call returns within
+//! A commit waits for an answer to every copy it sent before it calls a refusal a conflict:
+//! the first answer may be a copy refused because another copy of ours applied a moment
+//! earlier. Once a copy is refused no more are sent and the others get one hedge delay more.
+//! A commit whose outcome is still unknown (a copy unanswered, or failed after sending) is
+//! decided by reading again, for at most [`recheck_margin`] past the deadline: our nonce in
+//! the counters key means it committed; anything else is [`Error::OutcomeUnknown`] (moved
+//! counters too: ours may have applied and been overwritten since), which the caller must
+//! treat as a failure. So a call returns within
 //! `timeout_ms` plus that margin, and never reports success unless the cluster committed.
 //!
 //! # Async and blocking
@@ -331,7 +335,8 @@ enum Sent {
 /// What the re-read after an uncertain commit says.
 enum Recheck {
     Ours(i64),
-    /// Revisions moved and not to ours: our request can never apply.
+    /// Revisions moved and not to ours: ours can no longer apply, but may have applied
+    /// before and been overwritten.
     Moved,
     /// Nothing changed: our request may still be queued somewhere.
     Unchanged,
