@@ -36,9 +36,11 @@
 //! earlier. Once a copy is refused no more are sent and the others get one hedge delay more.
 //! A commit whose outcome is still unknown (a copy unanswered, or failed after sending) is
 //! decided by reading again, for at most [`recheck_margin`] past the deadline: our nonce in
-//! the counters key means it committed; anything else is [`Error::OutcomeUnknown`] (moved
-//! counters too: ours may have applied and been overwritten since), which the caller must
-//! treat as a failure. So a call returns within
+//! the counters key means it committed; if the revisions moved, the key's history decides
+//! (ours compared both revisions, so if it applied it was the first write to the counters key
+//! after our read, perhaps overwritten since): ours first means committed, another first
+//! means it never applied and never can. Anything else (nothing moved yet, the history
+//! unreadable) is [`Error::OutcomeUnknown`], which the caller must treat as a failure. So a call returns within
 //! `timeout_ms` plus that margin, and never reports success unless the cluster committed.
 //!
 //! # Async and blocking
@@ -52,8 +54,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
-    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    KeyValue, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -335,8 +337,7 @@ enum Sent {
 /// What the re-read after an uncertain commit says.
 enum Recheck {
     Ours(i64),
-    /// Revisions moved and not to ours: ours can no longer apply, but may have applied
-    /// before and been overwritten.
+    /// The first write after our read was not ours: ours never applied and never can.
     Moved,
     /// Nothing changed: our request may still be queued somewhere.
     Unchanged,
@@ -676,11 +677,8 @@ impl Store {
             .await
         {
             Ok(Recheck::Ours(revision)) => Ok(Outcome::Committed { revision }),
-            // A copy of ours that nobody answered for may have applied and been overwritten
-            // since: calling that a conflict would turn our own accepted code into a replay.
-            Ok(Recheck::Moved) => Err(Error::OutcomeUnknown {
-                detail: format!("{why}; the counters moved since"),
-            }),
+            // The history shows another write first: ours never applied and never can.
+            Ok(Recheck::Moved) => Ok(Outcome::Conflict),
             Ok(Recheck::Unchanged) => Err(Error::OutcomeUnknown { detail: why }),
             Err(e) => Err(Error::OutcomeUnknown {
                 detail: format!("{why}; re-read failed: {e}"),
@@ -715,11 +713,59 @@ impl Store {
         }
         let state_now = gets[0].first().map_or(0, |kv| kv.mod_revision());
         let counters_now = gets[1].first().map_or(0, |kv| kv.mod_revision());
-        if state_now != state_revision || counters_now != counters_revision {
-            Ok(Recheck::Moved)
-        } else {
-            Ok(Recheck::Unchanged)
+        if state_now == state_revision && counters_now == counters_revision {
+            return Ok(Recheck::Unchanged);
         }
+        // Moved. Ours compared both revisions, so if it applied it was the first write to the
+        // counters key after what we read; it may have been overwritten since. The key's
+        // history tells: its first write after our read is ours, or ours never applied and
+        // never can.
+        let from = state_revision.max(counters_revision) + 1;
+        match self.first_counters_write(user, from, deadline).await? {
+            Some((value, revision)) => match open_envelope(&value) {
+                Ok((n, _)) if n == nonce.as_slice() => Ok(Recheck::Ours(revision)),
+                _ => Ok(Recheck::Moved),
+            },
+            None => Err(Error::Corrupt(
+                "counters history ended without an event".into(),
+            )),
+        }
+    }
+
+    /// The first write (value and revision; an empty value for a delete) to `user`'s
+    /// counters key at or after revision `from`, from the cluster's history (a watch from
+    /// that revision). `None`: the history ended without one (e.g. compacted).
+    async fn first_counters_write(
+        &self,
+        user: &str,
+        from: i64,
+        deadline: Instant,
+    ) -> Result<Option<(Vec<u8>, i64)>, Error> {
+        let ck = self.counters_key(user);
+        self.hedged("commit history", deadline, |mut c| {
+            let ck = ck.clone();
+            async move {
+                let opts = WatchOptions::new().with_start_revision(from);
+                let mut stream = c.watch(ck, Some(opts)).await?;
+                while let Some(resp) = stream.message().await? {
+                    if let Some(ev) = resp.events().first() {
+                        let rev = ev.kv().map_or(0, |kv| kv.mod_revision());
+                        return Ok(Some(match ev.event_type() {
+                            EventType::Put => (
+                                ev.kv().map(|kv| kv.value().to_vec()).unwrap_or_default(),
+                                rev,
+                            ),
+                            EventType::Delete => (Vec::new(), rev),
+                        }));
+                    }
+                    if resp.canceled() || resp.compact_revision() > 0 {
+                        break;
+                    }
+                }
+                Ok(None)
+            }
+        })
+        .await
     }
 
     /// Writes `user`'s state: create-only with [`Expect::Absent`], replace-if-unchanged with
