@@ -39,6 +39,9 @@ fn req(now: i64) -> AuthRequest<'static> {
         lockout_secs: 300,
         rhost: Some("192.0.2.1"),
         lockout_max_secs: 86400,
+        hotp_window: 10,
+        grace_secs: 0,
+        device: None,
     }
 }
 

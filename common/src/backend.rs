@@ -5,8 +5,9 @@
 //!
 //! A login is a compare-and-swap over one user's counters. [`crate::login::authenticate`]
 //! [`Backend::load`]s the user's [`SealedState`] and [`Counters`] with a [`Version`],
-//! opens the state with the [`KeySource`]'s key (decryption happens only inside this
-//! crate), matches the typed code, asks the pure [`crate::policy::decide`] for the new
+//! opening the state with the [`KeySource`]'s key on the way (decryption happens only
+//! inside this crate: the backend gets back the enrollment's [`RecordKey`], which is all
+//! it needs to authenticate the counters records it reads and writes), matches the typed code, asks the pure [`crate::policy::decide`] for the new
 //! counters, and [`Backend::commit`]s them against the version. On
 //! [`Commit::Conflict`] it loads again and decides again from the fresh values, at most
 //! [`crate::login::MAX_ATTEMPTS`] times, then fails closed
@@ -22,7 +23,7 @@ use std::any::Any;
 use std::fmt;
 
 use crate::counters::Counters;
-use crate::crypto::HostKey;
+use crate::crypto::{HostKey, RecordKey};
 use crate::error::Result;
 use crate::state::SealedState;
 use crate::user::UserName;
@@ -135,6 +136,10 @@ pub enum Expect {
 /// - A backend never returns a state of another user, and reports damaged or untrusted
 ///   data as [`crate::Error::Corrupt`] or [`crate::Error::Unsafe`], never as "not
 ///   enrolled". An unreachable store is an error, never "not enrolled".
+/// - Counters it returns were authenticated under the enrollment's [`RecordKey`] (or come
+///   from the state itself), and every counters record it stores carries an authenticator
+///   under that key over the whole record: values changed without the key are never
+///   returned.
 /// - Nothing is cached across calls in a way that could hand out a superseded version as
 ///   current.
 ///
@@ -144,20 +149,30 @@ pub trait Backend: Send + Sync {
     fn is_enrolled(&self, user: &UserName) -> Result<bool>;
 
     /// The user's state and counters with their version; `None` if not enrolled (and then
-    /// nothing is created for that user).
-    fn load(&self, user: &UserName) -> Result<Option<Loaded>>;
+    /// nothing is created for that user). `open` is called once with the state read, before
+    /// any counters are trusted: it opens the state (checking it whole) and returns the key
+    /// that authenticates the counters records. Its error is the load's error.
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> Result<RecordKey>,
+    ) -> Result<Option<Loaded>>;
 
-    /// Writes `counters` if the user's values are still those of `version`.
+    /// Writes `counters`, authenticated under `key` (the enrollment's, as `load` got it),
+    /// if the user's values are still those of `version`.
     fn commit(
         &self,
         user: &UserName,
         version: Version,
         counters: &Counters,
+        key: &RecordKey,
         durable: bool,
     ) -> Result<Commit>;
 
     /// Stores a new or rewritten state for `user` (enroll, replace, new recovery codes,
-    /// unlock, rekey), if `expect` holds, once `check` passed.
+    /// unlock, rekey), if `expect` holds, once `check` passed. `state` is one made by the
+    /// crate's sealing (it carries the key for the counters record that goes with it);
+    /// a state without one is refused.
     fn put_state(
         &self,
         user: &UserName,

@@ -41,6 +41,13 @@ pub struct Config {
     pub etcd: EtcdConfig,
     /// The longest lock (progressive lockout doubles each lock up to this).
     pub lockout_max_secs: u64,
+    /// HOTP look-ahead: counters after the last accepted one that a code may have.
+    pub hotp_window: u32,
+    /// Seconds after a code from a remote device during which that device needs none
+    /// (0: off).
+    pub grace_secs: u64,
+    /// One prompt for password and code; the password goes on as PAM_AUTHTOK.
+    pub forward_pass: bool,
 }
 
 /// Where enrollments live (`backend`).
@@ -97,6 +104,9 @@ impl Default for Config {
             daemon_timeout_ms: 3000,
             etcd: EtcdConfig::default(),
             lockout_max_secs: 86400,
+            hotp_window: crate::hotp::DEFAULT_HOTP_WINDOW,
+            grace_secs: 0,
+            forward_pass: false,
         }
     }
 }
@@ -136,6 +146,7 @@ pub fn load_with_args<S: AsRef<str>>(args: &[S]) -> Result<Loaded> {
             ("nullok", v) => c.nullok = flag(v)?,
             ("echo", v) => c.echo = flag(v)?,
             ("debug", v) => c.debug = flag(v)?,
+            ("forward_pass", v) => c.forward_pass = flag(v)?,
             ("state_dir", Some(v)) => c.state_dir = absolute_path(name, v)?,
             ("key_file", Some(v)) => c.key_file = absolute_path(name, v)?,
             ("window", Some(v)) => c.window = parse_window(parse_int(name, v)?)?,
@@ -144,9 +155,11 @@ pub fn load_with_args<S: AsRef<str>>(args: &[S]) -> Result<Loaded> {
             ("lockout_max_secs", Some(v)) => {
                 c.lockout_max_secs = parse_lockout_max(parse_int(name, v)?)?
             }
+            ("hotp_window", Some(v)) => c.hotp_window = parse_hotp_window(parse_int(name, v)?)?,
+            ("grace_secs", Some(v)) => c.grace_secs = parse_grace(parse_int(name, v)?)?,
             (
                 "state_dir" | "key_file" | "window" | "max_failures" | "lockout_secs"
-                | "lockout_max_secs",
+                | "lockout_max_secs" | "hotp_window" | "grace_secs",
                 None,
             ) => {
                 return Err(Error::Config(format!(
@@ -236,6 +249,9 @@ pub fn apply_toml(config: &mut Config, text: &str) -> std::result::Result<Vec<St
             "nullok" => config.nullok = boolean()?,
             "echo" => config.echo = boolean()?,
             "debug" => config.debug = boolean()?,
+            "forward_pass" => config.forward_pass = boolean()?,
+            "hotp_window" => config.hotp_window = parse_hotp_window(int()?).map_err(e)?,
+            "grace_secs" => config.grace_secs = parse_grace(int()?).map_err(e)?,
             "window" => config.window = parse_window(int()?).map_err(e)?,
             "max_failures" => config.max_failures = parse_max_failures(int()?).map_err(e)?,
             "lockout_secs" => config.lockout_secs = parse_lockout(int()?).map_err(e)?,
@@ -394,6 +410,29 @@ fn parse_window(n: i64) -> Result<u32> {
     Ok(n as u32)
 }
 
+fn parse_hotp_window(n: i64) -> Result<u32> {
+    use crate::hotp::MAX_HOTP_WINDOW;
+    if !(1..=i64::from(MAX_HOTP_WINDOW)).contains(&n) {
+        return Err(Error::Config(format!(
+            "hotp_window={n}: must be 1 to {MAX_HOTP_WINDOW}"
+        )));
+    }
+    Ok(n as u32)
+}
+
+/// Longest `grace_secs`: 90 days, three times the longest "remember this device" of the
+/// tools this replaces.
+pub const MAX_GRACE_SECS: u64 = 90 * 24 * 3600;
+
+fn parse_grace(n: i64) -> Result<u64> {
+    if !(0..=MAX_GRACE_SECS as i64).contains(&n) {
+        return Err(Error::Config(format!(
+            "grace_secs={n}: must be 0 to {MAX_GRACE_SECS}"
+        )));
+    }
+    Ok(n as u64)
+}
+
 fn parse_max_failures(n: i64) -> Result<u32> {
     if !(0..=10_000).contains(&n) {
         return Err(Error::Config(format!(
@@ -503,6 +542,46 @@ mod tests {
         assert_eq!(c.lockout_max_secs, 7200);
         let mut c = Config::default();
         assert!(apply_toml(&mut c, "lockout_max_secs = 40000000").is_err());
+    }
+
+    #[test]
+    fn hotp_window_grace_secs_and_forward_pass() {
+        let d = Config::default();
+        assert_eq!(
+            (d.hotp_window, d.grace_secs, d.forward_pass),
+            (10, 0, false)
+        );
+        let c = args(&["hotp_window=20", "grace_secs=600", "forward_pass"])
+            .unwrap()
+            .config;
+        assert_eq!(
+            (c.hotp_window, c.grace_secs, c.forward_pass),
+            (20, 600, true)
+        );
+        let mut c = Config::default();
+        apply_toml(
+            &mut c,
+            "hotp_window = 1\ngrace_secs = 7776000\nforward_pass = true",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.hotp_window, c.grace_secs, c.forward_pass),
+            (1, 7_776_000, true)
+        );
+        for bad in [
+            "hotp_window=0",
+            "hotp_window=101",
+            "hotp_window",
+            "grace_secs=7776001",
+            "grace_secs=-5",
+            "grace_secs",
+            "forward_pass=2",
+        ] {
+            assert!(matches!(args(&[bad]), Err(Error::Config(_))), "{bad}");
+        }
+        for bad in ["hotp_window = 0", "grace_secs = -1", "forward_pass = 1"] {
+            assert!(apply_toml(&mut Config::default(), bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -153,6 +153,43 @@ fn scrub_stack() {
     std::hint::black_box(&below);
 }
 
+/// The key that authenticates one enrollment's records: the whole state file (format 2)
+/// and each counters record. It is derived from the enrollment's recovery-hash key, which
+/// is itself derived from the host key, bound to the user name and sealed with the secret;
+/// so it is the same under every host key the state is sealed under (a state sealed under
+/// two keys during a rekey needs one authenticator, and a record written by a process that
+/// holds either key verifies under the other) and known only to whoever can open the
+/// state. Opaque: no accessor, no `Debug`; wiped on drop.
+#[derive(Clone)]
+pub struct RecordKey(Zeroizing<[u8; 32]>);
+
+impl RecordKey {
+    pub(crate) fn derive(recovery_key: &[u8], user: &crate::user::UserName) -> Self {
+        // No stack scrub here, unlike the host key's uses: the recovery key's other HMACs
+        // (recovery::hash) have none either, and this runs several times per login.
+        RecordKey(Zeroizing::new(hmac_sha256(
+            recovery_key,
+            b"pam_totp record key v2",
+            user.as_str().as_bytes(),
+        )))
+    }
+
+    /// HMAC-SHA256 under this key over `label || 0 || data`.
+    pub(crate) fn tag(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        hmac_sha256(self.0.as_slice(), label, data)
+    }
+
+    /// Whether `tag` is [`RecordKey::tag`] of `label` and `data` (constant time).
+    pub(crate) fn verify(&self, label: &[u8], data: &[u8], tag: &[u8]) -> bool {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_slice()).expect("any key length");
+        mac.update(label);
+        mac.update(&[0]);
+        mac.update(data);
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
 /// HMAC-SHA256 over `label || 0 || data`.
 pub(crate) fn hmac_sha256(key: &[u8], label: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");

@@ -16,12 +16,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded, Version};
-use crate::counters::{self, Counters, Slots};
-use crate::crypto::HostKey;
+use crate::counters::{self, Counters, RawSlots, Slots};
+use crate::crypto::{HostKey, RecordKey};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, CheckedDir, ModePolicy};
 use crate::lock::{self, UserLock};
-use crate::state::{SealedState, MAX_STATE_FILE_LEN};
+use crate::state::{SealedState, LEGACY_FORMAT_VERSION, MAX_STATE_FILE_LEN};
 use crate::user::UserName;
 
 const STATE_POLICY: ModePolicy = ModePolicy::NotGroupOrWorldWritable;
@@ -58,17 +58,30 @@ impl FilesBackend {
         })
     }
 
-    /// Locks `user` and reads the counters slots; with `tolerate_bad_counters` (a rewrite
-    /// supersedes them anyway) unreadable slots count as none.
-    fn lock(&self, user: &UserName, tolerate_bad_counters: bool) -> Result<(UserLock, Slots)> {
+    /// Locks `user` and reads the counters file (its records not yet checked).
+    fn lock(&self, user: &UserName) -> Result<(UserLock, RawSlots)> {
         let name = counters_name(user);
         let lock = lock::lock(&self.dir, &name)?;
-        let slots = match counters::read(&lock, &self.dir.join(&name), user) {
-            Ok(s) => s,
-            Err(_) if tolerate_bad_counters => Slots::default(),
-            Err(e) => return Err(e),
-        };
-        Ok((lock, slots))
+        let raw = counters::read(&lock, &self.dir.join(&name))?;
+        Ok((lock, raw))
+    }
+
+    /// The records of `raw` that `key` authenticates, beside `state`.
+    fn verified(
+        &self,
+        user: &UserName,
+        raw: &RawSlots,
+        state: &SealedState,
+        key: &RecordKey,
+    ) -> Result<Slots> {
+        let legacy = state.format_version() == LEGACY_FORMAT_VERSION;
+        raw.verify(
+            &self.dir.join(&counters_name(user)),
+            user,
+            key,
+            legacy,
+            state.generation(),
+        )
     }
 
     /// The state file, opened (or `None`), re-opened if `opened` is no longer the file of
@@ -122,16 +135,22 @@ impl Backend for FilesBackend {
             .is_some())
     }
 
-    fn load(&self, user: &UserName) -> Result<Option<Loaded>> {
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> Result<RecordKey>,
+    ) -> Result<Option<Loaded>> {
         // Open before locking, so that unknown users never get a counters file.
         let Some(opened) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
             return Ok(None);
         };
-        let (lock, slots) = self.lock(user, false)?;
+        let (lock, raw) = self.lock(user)?;
         let Some(file) = self.reopen_if_replaced(user, opened)? else {
             return Ok(None);
         };
         let state = self.read_state(user, &file)?;
+        let key = open(&state)?;
+        let slots = self.verified(user, &raw, &state, &key)?;
         Ok(Some(self.loaded(user, state, lock, slots)))
     }
 
@@ -140,6 +159,7 @@ impl Backend for FilesBackend {
         user: &UserName,
         mut version: Version,
         counters: &Counters,
+        key: &RecordKey,
         durable: bool,
     ) -> Result<Commit> {
         let name = counters_name(user);
@@ -152,11 +172,12 @@ impl Backend for FilesBackend {
             // A version without our lease (not made by this backend's load): lock and
             // compare with what the files say now.
             None => {
-                let (lock, slots) = self.lock(user, false)?;
+                let (lock, raw) = self.lock(user)?;
                 let Some(file) = self.dir.open_file(user.as_str(), false, STATE_POLICY)? else {
                     return Ok(Commit::Conflict);
                 };
                 let state = self.read_state(user, &file)?;
+                let slots = self.verified(user, &raw, &state, key)?;
                 Lease {
                     lock,
                     slots,
@@ -175,6 +196,7 @@ impl Backend for FilesBackend {
             file,
             &path,
             user,
+            key,
             &mut lease.slots,
             Some(lease.generation),
             lease.generation,
@@ -192,24 +214,39 @@ impl Backend for FilesBackend {
         check: &dyn Fn() -> Result<()>,
     ) -> Result<Commit> {
         let name = counters_name(user);
+        let key = state.record_key().ok_or_else(|| {
+            Error::InvalidInput("a state to store must come from sealing, with its key".into())
+        })?;
+        // Without our lease, the records in place cannot be checked (they may be those of
+        // an enrollment being replaced, under another key): their shape only says which
+        // slot not to overwrite; they are never read for values here.
+        // A rewrite supersedes them anyway, so an unreadable counters file counts as none.
+        let unchecked = |user: &UserName| -> Result<(UserLock, Slots)> {
+            let name = counters_name(user);
+            let l = lock::lock(&self.dir, &name)?;
+            let slots = counters::read(&l, &self.dir.join(&name))
+                .map(|raw| raw.unverified(user))
+                .unwrap_or_default();
+            Ok((l, slots))
+        };
         let (mut lock, mut slots, expected) = match expect {
             Expect::Version(mut v) => match v.take_lease().and_then(|l| l.downcast::<Lease>().ok())
             {
                 Some(l) => (l.lock, l.slots, Some(v)),
                 None => {
-                    let (l, s) = self.lock(user, false)?;
+                    let (l, s) = unchecked(user)?;
                     (l, s, Some(v))
                 }
             },
             Expect::Absent => {
-                let (l, s) = self.lock(user, true)?;
+                let (l, s) = unchecked(user)?;
                 if self.is_enrolled(user)? {
                     return Err(Error::AlreadyEnrolled(user.clone()));
                 }
                 (l, s, None)
             }
             Expect::Anything => {
-                let (l, s) = self.lock(user, true)?;
+                let (l, s) = unchecked(user)?;
                 (l, s, None)
             }
         };
@@ -238,6 +275,7 @@ impl Backend for FilesBackend {
             file,
             &self.dir.join(&name),
             user,
+            key,
             &mut slots,
             in_force,
             state.generation(),

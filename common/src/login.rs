@@ -5,12 +5,14 @@
 
 use crate::backend::{Backend, Commit, Expect, KeyRotation, KeySource, Loaded};
 use crate::counters::Counters;
-use crate::crypto::HostKey;
+use crate::crypto::{HostKey, RecordKey};
+use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::hotp;
 use crate::policy::{self, AuthRequest, Matched, Outcome};
 use crate::recovery::{self, RecoveryCode};
-use crate::state::UserState;
-use crate::totp::{self, OtpParams, TimeStep, TotpSecret};
+use crate::state::{SealedState, UserState};
+use crate::totp::{self, OtpKind, OtpParams, TimeStep, TotpSecret};
 use crate::user::UserName;
 
 /// Loads (and decisions) per operation before giving up on a user whose values keep
@@ -23,7 +25,8 @@ pub struct Enrollment {
     pub secret: TotpSecret,
     pub params: OtpParams,
     /// The step of the code that confirmed the enrollment (it cannot log in again), or the
-    /// last step an imported token used.
+    /// last step an imported token used; for HOTP, the last counter the token used (the
+    /// next code is looked for after it).
     pub last_counter: Option<TimeStep>,
     pub recovery: RecoveryCodes,
     /// Replace an existing enrollment (readable or not) instead of refusing.
@@ -59,35 +62,72 @@ impl Status {
 
 /// Opens a loaded state with the source's key, or with the key a rekey put in force since
 /// the source was made (only a state that does not open under ours is worth a second read).
-fn open(keys: &dyn KeySource, user: &UserName, loaded: &Loaded) -> Result<UserState> {
-    match loaded.state.open(user, &[keys.key()]) {
-        Err(Error::Corrupt { .. }) if !loaded.state.sealed_under(&keys.key().key_id()) => {
+fn open(keys: &dyn KeySource, user: &UserName, state: &SealedState) -> Result<UserState> {
+    match state.open(user, &[keys.key()]) {
+        Err(Error::Corrupt { .. }) if !state.sealed_under(&keys.key().key_id()) => {
             match keys.replaced()? {
-                Some(k) => loaded.state.open(user, &[&k]),
-                None => loaded.state.open(user, &[keys.key()]),
+                Some(k) => state.open(user, &[&k]),
+                None => state.open(user, &[keys.key()]),
             }
         }
         r => r,
     }
 }
 
-/// What `input` matches for `state` with `counters`, at `now`.
-fn match_code(
-    state: &UserState,
-    counters: &Counters,
-    input: &str,
-    now: i64,
-    window: u32,
-) -> Matched {
+/// What [`Backend::load`] needs to authenticate counters: opens the state with `keys` (as a
+/// login does) and returns its record key. For callers that drive a backend themselves.
+pub fn opener<'a>(
+    keys: &'a dyn KeySource,
+    user: &'a UserName,
+) -> impl FnMut(&SealedState) -> Result<RecordKey> + 'a {
+    move |state| open(keys, user, state).map(|s| s.record_key())
+}
+
+/// Loads `user` and opens the state with `open_state`, once, inside the load (so the
+/// backend can authenticate the counters with the state's record key).
+fn load_open(
+    backend: &dyn Backend,
+    user: &UserName,
+    open_state: impl Fn(&SealedState) -> Result<UserState>,
+) -> Result<Option<(Loaded, UserState)>> {
+    let mut opened = None;
+    let loaded = backend.load(user, &mut |s| {
+        let state = open_state(s)?;
+        let key = state.record_key();
+        opened = Some(state);
+        Ok(key)
+    })?;
+    match (loaded, opened) {
+        (None, _) => Ok(None),
+        (Some(l), Some(s)) => Ok(Some((l, s))),
+        // A backend that returned counters without having them authenticated.
+        (Some(_), None) => Err(Error::InvalidInput(
+            "the backend returned a state it did not open".into(),
+        )),
+    }
+}
+
+/// What `input` matches for `state` with `counters`, under `req` (TOTP: `now` and
+/// `window`; HOTP: `hotp_window`).
+fn match_code(state: &UserState, counters: &Counters, input: &str, req: &AuthRequest) -> Matched {
     let code = recovery::normalize_typed(input);
-    let m = totp::verify(
-        state.secret(),
-        &state.params,
-        &code,
-        u64::try_from(now).unwrap_or(0),
-        window,
-        counters.last_counter,
-    );
+    let m = match state.params.kind() {
+        OtpKind::Totp => totp::verify(
+            state.secret(),
+            &state.params,
+            &code,
+            u64::try_from(req.now).unwrap_or(0),
+            req.window,
+            counters.last_counter,
+        ),
+        OtpKind::Hotp => hotp::verify(
+            state.secret(),
+            &state.params,
+            &code,
+            counters.last_counter,
+            req.hotp_window,
+        ),
+    };
     if let Some(step) = m.fresh_step {
         return Matched::Fresh(step);
     }
@@ -116,28 +156,71 @@ pub fn authenticate(
     req: &AuthRequest,
 ) -> Result<Outcome> {
     for _ in 0..MAX_ATTEMPTS {
-        let Some(loaded) = backend.load(user)? else {
+        let Some((loaded, mut state)) = load_open(backend, user, |s| open(keys, user, s))? else {
             return Ok(Outcome::NotEnrolled);
         };
-        let mut state = open(keys, user, &loaded)?;
         // The matcher sees the current counters (for last_counter and spent codes).
         state.counters = loaded.counters.clone();
-        let matched = match_code(&state, &loaded.counters, input, req.now, req.window);
-        let decision = policy::decide(
+        let matched = match_code(&state, &loaded.counters, input, req);
+        let device = req
+            .device
+            .filter(|_| req.grace_secs > 0)
+            .map(|d| state.device_record(d, req.now));
+        let decision = policy::decide_from(
             &loaded.counters,
             state.recovery_codes_listed(),
             matched,
             req,
+            device,
         );
         let Some(counters) = decision.counters else {
             return Ok(decision.outcome);
         };
-        match backend.commit(user, loaded.version, &counters, decision.durable)? {
+        let key = state.record_key();
+        match backend.commit(user, loaded.version, &counters, &key, decision.durable)? {
             Commit::Committed => return Ok(decision.outcome),
             Commit::Conflict => continue,
         }
     }
     Err(Error::Contention(user.clone()))
+}
+
+/// Whether `req.device` may log in as `user` without a code now ([`policy::grace`]);
+/// returns the remembered device. Reads only: a grace login writes nothing, so it never
+/// moves `last_counter`. `None` also when the user is not enrolled.
+pub fn grace(
+    backend: &dyn Backend,
+    keys: &dyn KeySource,
+    user: &UserName,
+    req: &AuthRequest,
+) -> Result<Option<Device>> {
+    let Some(device) = req.device.filter(|_| req.grace_secs > 0) else {
+        return Ok(None);
+    };
+    // Opened inside the load: the counters (and so the devices) are authenticated with
+    // the state's record key.
+    let Some((loaded, state)) = load_open(backend, user, |s| open(keys, user, s))? else {
+        return Ok(None);
+    };
+    Ok(policy::grace(
+        &loaded.counters,
+        &state.device_id(device),
+        req,
+    ))
+}
+
+/// Forgets every device remembered for `grace_secs`. Returns how many there were.
+pub fn forget_devices(
+    backend: &dyn Backend,
+    keys: &dyn KeySource,
+    user: &UserName,
+) -> Result<usize> {
+    enrolled(
+        user,
+        modify(backend, keys, user, None, None, |s| {
+            Ok(std::mem::take(&mut s.counters.devices).len())
+        }),
+    )
 }
 
 /// Checks a code typed to confirm a new secret (not yet stored), with the login's rule for
@@ -176,9 +259,15 @@ pub fn enroll(
     keys: &dyn KeySource,
     e: Enrollment,
 ) -> Result<Vec<RecoveryCode>> {
+    if e.params.kind() == OtpKind::Hotp && e.last_counter.is_some_and(|c| c.0 > hotp::MAX_COUNTER) {
+        return Err(Error::InvalidInput(format!(
+            "HOTP counter must be at most {}",
+            hotp::MAX_COUNTER
+        )));
+    }
     if !e.replace {
         // An unreadable existing enrollment is an error, not "already enrolled".
-        if backend.load(&e.user)?.is_some() {
+        if backend.load(&e.user, &mut opener(keys, &e.user))?.is_some() {
             return Err(Error::AlreadyEnrolled(e.user));
         }
     }
@@ -222,12 +311,12 @@ fn modify<T>(
     mut change: impl FnMut(&mut UserState) -> Result<T>,
 ) -> Result<Option<T>> {
     for _ in 0..MAX_ATTEMPTS {
-        let Some(loaded) = backend.load(user)? else {
+        let Some((loaded, mut state)) = load_open(backend, user, |s| match open_with {
+            Some(k) => s.open(user, k),
+            None => open(keys, user, s),
+        })?
+        else {
             return Ok(None);
-        };
-        let mut state = match open_with {
-            Some(k) => loaded.state.open(user, k)?,
-            None => open(keys, user, &loaded)?,
         };
         state.counters = loaded.counters.clone();
         let out = change(&mut state)?;
@@ -267,10 +356,9 @@ pub fn copy_enrollment(
     user: &UserName,
     replace: bool,
 ) -> Result<Option<Copied>> {
-    let Some(loaded) = from.load(user)? else {
+    let Some((loaded, mut state)) = load_open(from, user, |s| open(from_keys, user, s))? else {
         return Ok(None);
     };
-    let mut state = open(from_keys, user, &loaded)?;
     state.counters = loaded.counters.clone();
     let copied = Copied {
         recovery_codes_left: recovery::unspent(
@@ -296,7 +384,7 @@ fn enrolled<T>(user: &UserName, r: Result<Option<T>>) -> Result<T> {
     r?.ok_or_else(|| Error::NotEnrolled(user.clone()))
 }
 
-/// New recovery codes; the old ones stop working.
+/// New recovery codes; the old ones stop working, and remembered devices are forgotten.
 pub fn regenerate_recovery_codes(
     backend: &dyn Backend,
     keys: &dyn KeySource,
@@ -306,6 +394,8 @@ pub fn regenerate_recovery_codes(
     enrolled(
         user,
         modify(backend, keys, user, None, None, |s| {
+            // New codes are a fresh start: no device keeps a grace from before.
+            s.counters.devices.clear();
             s.new_recovery_codes(count)
         }),
     )
@@ -330,10 +420,9 @@ pub fn status(
     keys: &dyn KeySource,
     user: &UserName,
 ) -> Result<Option<Status>> {
-    let Some(loaded) = backend.load(user)? else {
+    let Some((loaded, state)) = load_open(backend, user, |s| open(keys, user, s))? else {
         return Ok(None);
     };
-    let state = open(keys, user, &loaded)?;
     Ok(Some(Status {
         recovery_codes_left: recovery::unspent(
             state.recovery_codes_listed(),
@@ -373,20 +462,55 @@ pub fn list(backend: &dyn Backend, keys: &dyn KeySource) -> Result<Vec<PerUser<S
 /// Before step 3 logins hold the old key and every state opens with it; after, they hold
 /// the new one and every state opens with that. Returns each user with the outcome of
 /// step 4.
+///
+/// One user does not stop the others. A state that does not open at step 2 (corrupt, or
+/// changed without the key) opens with neither key anyway: it is passed over and reported
+/// with its error (a state that opens but whose counters are refused stops the rekey
+/// before step 3, as any other error does). A user whose lock stays busy (a process stuck holding it) is tried again
+/// once the others are done; if still busy the rekey stops before step 3, naming that
+/// user, since switching keys would lock them out: everything still opens with the old
+/// key, and a later run picks up the same next key.
 pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUser<()>>> {
     let old = keys.key();
     let new = keys.next()?;
     let both = [old, &new];
-    // Step 2: a state that fails here would not open after the switch; stop before it.
+    let reseal = |user: &UserName| {
+        modify(backend, keys, user, Some(&both), Some(&both), |_| Ok(())).map(|_| ())
+    };
+    let mut unusable = Vec::new();
+    let mut busy = Vec::new();
     for user in backend.users()? {
-        modify(backend, keys, &user, Some(&both), Some(&both), |_| Ok(()))?;
+        match reseal(&user) {
+            Ok(()) => {}
+            Err(e @ Error::Corrupt { .. }) => {
+                // Passed over only if the state itself opens with neither key: one that
+                // opens but whose counters are bad must not be left under the old key
+                // alone (it would never open again).
+                let mut opens = false;
+                let _ = backend.load(&user, &mut |s| {
+                    let state = s.open(&user, &both)?;
+                    opens = true;
+                    Ok(state.record_key())
+                });
+                if opens {
+                    return Err(e);
+                }
+                unusable.push((user, Err(e)));
+            }
+            Err(Error::Lock { .. }) => busy.push(user),
+            Err(e) => return Err(e),
+        }
+    }
+    for user in busy {
+        reseal(&user)?;
     }
     keys.promote()?;
     // Step 4, listing again: the old key still opens a state that an enrollment started
     // before the switch sealed under it alone (enrollment-side writes after it are refused).
     let users = backend.users()?;
-    Ok(users
+    let mut out: Vec<PerUser<()>> = users
         .into_iter()
+        .filter(|u| !unusable.iter().any(|(b, _)| b == u))
         .map(|u| {
             let r = modify(backend, keys, &u, Some(&[&new, old]), Some(&[&new]), |_| {
                 Ok(())
@@ -394,7 +518,10 @@ pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUse
             .map(|_| ());
             (u, r)
         })
-        .collect())
+        .collect();
+    out.extend(unusable);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -406,7 +533,6 @@ mod tests {
 
     use super::*;
     use crate::backend::Version;
-    use crate::state::SealedState;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -427,14 +553,21 @@ mod tests {
         fn is_enrolled(&self, _: &UserName) -> Result<bool> {
             Ok(self.entry.lock().unwrap().is_some())
         }
-        fn load(&self, user: &UserName) -> Result<Option<Loaded>> {
+        fn load(
+            &self,
+            user: &UserName,
+            open: &mut dyn FnMut(&SealedState) -> Result<RecordKey>,
+        ) -> Result<Option<Loaded>> {
             self.loads.fetch_add(1, Ordering::SeqCst);
             let e = self.entry.lock().unwrap();
             let Some((bytes, counters, s, c)) = e.as_ref() else {
                 return Ok(None);
             };
+            let state = SealedState::parse(bytes, user, "mem".as_ref())?;
+            // In memory nobody else writes: the key is not needed to trust the counters.
+            open(&state)?;
             Ok(Some(Loaded {
-                state: SealedState::parse(bytes, user, "mem".as_ref())?,
+                state,
                 counters: counters.clone(),
                 version: Version::new(*s, *c),
             }))
@@ -444,6 +577,7 @@ mod tests {
             _: &UserName,
             version: Version,
             counters: &Counters,
+            _: &RecordKey,
             _: bool,
         ) -> Result<Commit> {
             let mut e = self.entry.lock().unwrap();
@@ -516,6 +650,9 @@ mod tests {
             lockout_secs: 60,
             rhost: None,
             lockout_max_secs: 86400,
+            hotp_window: 10,
+            grace_secs: 0,
+            device: None,
         }
     }
 
@@ -554,6 +691,132 @@ mod tests {
         let r = authenticate(&backend, &key, &user, &code, &req());
         assert!(matches!(r, Err(Error::Contention(_))), "{r:?}");
         assert_eq!(backend.loads.load(Ordering::SeqCst), MAX_ATTEMPTS);
+    }
+
+    #[test]
+    fn hotp_codes_are_looked_for_ahead_of_last_counter_and_work_once() {
+        let backend = Memory::default();
+        let key = Key(HostKey::generate().unwrap());
+        let user = UserName::parse("alice").unwrap();
+        let bytes = b"12345678901234567890".to_vec();
+        let secret = TotpSecret::from_bytes(Zeroizing::new(bytes.clone())).unwrap();
+        let params = OtpParams::hotp(crate::Algorithm::SHA1, 6).unwrap();
+        let e = Enrollment {
+            user: user.clone(),
+            secret: TotpSecret::from_bytes(Zeroizing::new(bytes)).unwrap(),
+            params,
+            // The token's next counter is 3.
+            last_counter: Some(TimeStep(2)),
+            recovery: RecoveryCodes::Generate(0),
+            replace: false,
+            now: NOW,
+        };
+        enroll(&backend, &key, e).unwrap();
+        let code = |c: u64| hotp::code_at(&secret, &params, c);
+        let login = |c: &str| authenticate(&backend, &key, &user, c, &req()).unwrap();
+        // Past the look-ahead (3..=12): a wrong code.
+        assert!(matches!(login(&code(13)), Outcome::Rejected { .. }));
+        // Counter 2 was used before the import.
+        assert!(matches!(login(&code(2)), Outcome::Replayed { .. }));
+        let o = login(&code(5));
+        assert!(
+            matches!(
+                o,
+                Outcome::Accepted {
+                    step: TimeStep(5),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        assert!(matches!(login(&code(5)), Outcome::Replayed { .. }));
+        assert!(matches!(login(&code(4)), Outcome::Replayed { .. }));
+        // The look-ahead moved with the counter: 13 is now within 6..=15.
+        let o = login(&code(13));
+        assert!(
+            matches!(
+                o,
+                Outcome::Accepted {
+                    step: TimeStep(13),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        let s = status(&backend, &key, &user).unwrap().unwrap();
+        assert_eq!(s.params.kind(), OtpKind::Hotp);
+        assert_eq!(s.counters.last_counter, Some(13));
+        // A narrower look-ahead from the request.
+        let narrow = AuthRequest {
+            hotp_window: 2,
+            ..req()
+        };
+        let o = authenticate(&backend, &key, &user, &code(16), &narrow).unwrap();
+        assert!(matches!(o, Outcome::Rejected { .. }), "{o:?}");
+        let o = authenticate(&backend, &key, &user, &code(15), &narrow).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+    }
+
+    #[test]
+    fn a_device_is_remembered_on_success_and_forgotten_on_new_codes_or_request() {
+        let backend = Memory::default();
+        let (key, user, secret) = setup(&backend);
+        let here = crate::DeviceIdentity::new(Some("192.0.2.7"), None).unwrap();
+        let there = crate::DeviceIdentity::new(Some("192.0.2.8"), None).unwrap();
+        let at = |now: i64, d: &'static crate::DeviceIdentity| AuthRequest {
+            now,
+            grace_secs: 600,
+            device: Some(d),
+            ..req()
+        };
+        let here: &'static _ = Box::leak(Box::new(here));
+        let there: &'static _ = Box::leak(Box::new(there));
+        assert_eq!(grace(&backend, &key, &user, &at(NOW, here)).unwrap(), None);
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64);
+        let o = authenticate(&backend, &key, &user, &code, &at(NOW, here)).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        let g = grace(&backend, &key, &user, &at(NOW + 599, here))
+            .unwrap()
+            .unwrap();
+        assert_eq!((g.since, g.rhost.as_str()), (NOW, "192.0.2.7"));
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 600, here)).unwrap(),
+            None
+        );
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 1, there)).unwrap(),
+            None
+        );
+        // A grace check writes nothing.
+        let before = status(&backend, &key, &user).unwrap().unwrap().counters;
+        grace(&backend, &key, &user, &at(NOW + 5, here)).unwrap();
+        assert_eq!(
+            status(&backend, &key, &user).unwrap().unwrap().counters,
+            before
+        );
+        // Unlock keeps it; new recovery codes forget it.
+        unlock(&backend, &key, &user).unwrap();
+        assert!(grace(&backend, &key, &user, &at(NOW + 1, here))
+            .unwrap()
+            .is_some());
+        regenerate_recovery_codes(&backend, &key, &user, 1).unwrap();
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 1, here)).unwrap(),
+            None
+        );
+        // forget_devices forgets it.
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64 + 30);
+        let o = authenticate(&backend, &key, &user, &code, &at(NOW + 30, here)).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        assert!(grace(&backend, &key, &user, &at(NOW + 31, here))
+            .unwrap()
+            .is_some());
+        assert_eq!(forget_devices(&backend, &key, &user).unwrap(), 1);
+        assert_eq!(
+            grace(&backend, &key, &user, &at(NOW + 31, here)).unwrap(),
+            None
+        );
+        assert_eq!(forget_devices(&backend, &key, &user).unwrap(), 0);
     }
 
     #[test]

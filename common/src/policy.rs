@@ -4,6 +4,7 @@
 //! writes back what it returns. Nothing here does I/O, reads a clock or looks at a secret.
 
 use crate::counters::{self, Counters};
+use crate::device::{Device, DeviceIdentity, MAX_DEVICES};
 use crate::recovery;
 use crate::totp::TimeStep;
 
@@ -21,6 +22,13 @@ pub struct AuthRequest<'a> {
     pub rhost: Option<&'a str>,
     /// The longest lock: each lock after another without a success doubles, up to this.
     pub lockout_max_secs: u64,
+    /// HOTP enrollments: counters after `last_counter` that a code may have.
+    pub hotp_window: u32,
+    /// How long a device from which a code was accepted needs none (0: off, and no
+    /// device is remembered).
+    pub grace_secs: u64,
+    /// The remote device of this login, if it has one and may be remembered.
+    pub device: Option<&'a DeviceIdentity>,
 }
 
 impl<'a> AuthRequest<'a> {
@@ -32,7 +40,15 @@ impl<'a> AuthRequest<'a> {
             lockout_secs: config.lockout_secs,
             rhost,
             lockout_max_secs: config.lockout_max_secs,
+            hotp_window: config.hotp_window,
+            grace_secs: config.grace_secs,
+            device: None,
         }
+    }
+
+    /// The same request from `device` (remembered on success while `grace_secs` > 0).
+    pub fn with_device(self, device: Option<&'a DeviceIdentity>) -> Self {
+        AuthRequest { device, ..self }
     }
 }
 
@@ -46,9 +62,10 @@ pub fn lock_duration(lockout_secs: u64, lockout_max_secs: u64, lockouts: u32) ->
 /// What the typed code matched, as [`crate::login`] found out with the secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Matched {
-    /// A TOTP code of this step, after `last_counter` (the latest such step in the window).
+    /// A TOTP code of this step, after `last_counter` (the latest such step in the window),
+    /// or an HOTP code of this counter (the first such counter of the look-ahead).
     Fresh(TimeStep),
-    /// A TOTP code of a step at or before `last_counter`, and no fresh one.
+    /// A code of a step or counter at or before `last_counter`, and no fresh one.
     Replayed,
     /// The unspent recovery code with this index.
     Recovery(usize),
@@ -115,6 +132,48 @@ pub fn decide(
     recovery_codes: usize,
     matched: Matched,
     req: &AuthRequest,
+) -> Decision {
+    decide_from(counters, recovery_codes, matched, req, None)
+}
+
+/// Whether the remembered device `id` may log in without a code now: `grace_secs` is on,
+/// the user is not locked, and a code was accepted from that device less than
+/// `grace_secs` ago (and not in the future: a clock set back gives no grace). A grace login
+/// changes nothing: it neither moves `last_counter` nor extends the grace.
+pub fn grace(counters: &Counters, id: &[u8; 16], req: &AuthRequest) -> Option<Device> {
+    if req.grace_secs == 0 || counters.locked_until.is_some_and(|t| t > req.now) {
+        return None;
+    }
+    let secs = i64::try_from(req.grace_secs).unwrap_or(i64::MAX);
+    counters
+        .devices
+        .iter()
+        .filter(|d| d.is(id))
+        .find(|d| d.since <= req.now && req.now < d.since.saturating_add(secs))
+        .cloned()
+}
+
+/// Remembers `device` after a code was accepted from it: it replaces its own older entry,
+/// and the oldest entry goes when [`MAX_DEVICES`] are kept. Nothing with `grace_secs` 0.
+pub fn remember(counters: &mut Counters, device: Device, req: &AuthRequest) {
+    if req.grace_secs == 0 {
+        return;
+    }
+    counters.devices.retain(|d| !d.is(&device.id));
+    counters.devices.push(device);
+    counters.devices.sort_by_key(|d| d.since);
+    let excess = counters.devices.len().saturating_sub(MAX_DEVICES);
+    counters.devices.drain(..excess);
+}
+
+/// [`decide`], with the record of the login's remote device (keyed by
+/// [`crate::login`]), remembered if a code is accepted.
+pub fn decide_from(
+    counters: &Counters,
+    recovery_codes: usize,
+    matched: Matched,
+    req: &AuthRequest,
+    device: Option<Device>,
 ) -> Decision {
     let now = req.now;
     let mut c = counters.clone();
@@ -201,6 +260,9 @@ pub fn decide(
         outcome,
         Outcome::Accepted { .. } | Outcome::RecoveryAccepted { .. }
     );
+    if let (true, Some(d)) = (durable, device) {
+        remember(&mut c, d, req);
+    }
     Decision {
         counters: Some(c),
         durable,
@@ -222,6 +284,9 @@ mod tests {
             lockout_secs: 60,
             rhost: Some("192.0.2.1\n"),
             lockout_max_secs: 86400,
+            hotp_window: 10,
+            grace_secs: 0,
+            device: None,
         }
     }
 
@@ -417,5 +482,82 @@ mod tests {
         let after = d.counters.unwrap();
         assert_eq!(after.recovery_used, 0b1);
         assert_eq!(after.rejected_since_success, 1);
+    }
+
+    fn device(id: u8, since: i64) -> Device {
+        Device {
+            id: [id; 16],
+            since,
+            rhost: format!("192.0.2.{id}"),
+            key: None,
+        }
+    }
+
+    fn graced(grace_secs: u64, now: i64) -> AuthRequest<'static> {
+        AuthRequest {
+            grace_secs,
+            now,
+            ..req(5)
+        }
+    }
+
+    #[test]
+    fn a_code_accepted_from_a_device_remembers_it_only_with_grace_secs() {
+        let c = Counters::default();
+        for m in [Matched::Fresh(TimeStep(7)), Matched::Recovery(0)] {
+            let d = decide_from(&c, 1, m, &graced(600, NOW), Some(device(1, NOW)));
+            assert_eq!(d.counters.unwrap().devices, vec![device(1, NOW)]);
+            let d = decide_from(&c, 1, m, &graced(0, NOW), Some(device(1, NOW)));
+            assert!(d.counters.unwrap().devices.is_empty());
+        }
+        // A wrong code remembers nothing.
+        let d = decide_from(
+            &c,
+            0,
+            Matched::Nothing,
+            &graced(600, NOW),
+            Some(device(1, NOW)),
+        );
+        assert!(d.counters.unwrap().devices.is_empty());
+    }
+
+    #[test]
+    fn grace_lasts_grace_secs_from_the_code_for_that_device_only() {
+        let c = Counters {
+            devices: vec![device(1, NOW), device(2, NOW - 100)],
+            last_counter: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            grace(&c, &[1; 16], &graced(60, NOW + 59)),
+            Some(device(1, NOW))
+        );
+        assert_eq!(grace(&c, &[1; 16], &graced(60, NOW + 60)), None);
+        assert_eq!(grace(&c, &[2; 16], &graced(60, NOW)), None);
+        assert_eq!(grace(&c, &[3; 16], &graced(600, NOW)), None);
+        // Off, before the code (clock set back), or locked: no grace.
+        assert_eq!(grace(&c, &[1; 16], &graced(0, NOW)), None);
+        assert_eq!(grace(&c, &[1; 16], &graced(60, NOW - 1)), None);
+        let locked = Counters {
+            locked_until: Some(NOW + 10),
+            ..c.clone()
+        };
+        assert_eq!(grace(&locked, &[1; 16], &graced(60, NOW + 1)), None);
+    }
+
+    #[test]
+    fn remembered_devices_are_bounded_and_refreshed() {
+        let mut c = Counters::default();
+        let r = graced(600, NOW);
+        for i in 0..(MAX_DEVICES as u8 + 3) {
+            remember(&mut c, device(i, NOW + i64::from(i)), &r);
+        }
+        assert_eq!(c.devices.len(), MAX_DEVICES);
+        assert_eq!(c.devices[0], device(3, NOW + 3));
+        // The same device again replaces its entry (a new grace from the new code).
+        remember(&mut c, device(3, NOW + 100), &r);
+        assert_eq!(c.devices.len(), MAX_DEVICES);
+        assert_eq!(c.devices.last(), Some(&device(3, NOW + 100)));
+        assert_eq!(c.devices.iter().filter(|d| d.id == [3; 16]).count(), 1);
     }
 }

@@ -86,12 +86,44 @@ impl fmt::Display for TimeStep {
     }
 }
 
-/// Algorithm, digits and period of one enrollment, validated.
+/// Whether codes follow the clock (RFC 6238) or a counter (RFC 4226).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtpKind {
+    /// Time-based: the moving factor is the time step.
+    #[default]
+    Totp,
+    /// Counter-based: the moving factor is a counter that moves past each accepted code.
+    Hotp,
+}
+
+impl OtpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpKind::Totp => "TOTP",
+            OtpKind::Hotp => "HOTP",
+        }
+    }
+
+    pub fn is_totp(&self) -> bool {
+        *self == OtpKind::Totp
+    }
+}
+
+impl fmt::Display for OtpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Kind, algorithm, digits and period of one enrollment, validated. An HOTP enrollment
+/// carries the default period, which nothing reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OtpParams {
     algorithm: Algorithm,
     digits: u8,
     period: u32,
+    kind: OtpKind,
 }
 
 impl Default for OtpParams {
@@ -100,6 +132,7 @@ impl Default for OtpParams {
             algorithm: Algorithm::SHA1,
             digits: 6,
             period: 30,
+            kind: OtpKind::Totp,
         }
     }
 }
@@ -121,7 +154,26 @@ impl OtpParams {
             algorithm,
             digits,
             period,
+            kind: OtpKind::Totp,
         })
+    }
+
+    /// Counter-based (RFC 4226) parameters: digits 6 to 8.
+    pub fn hotp(algorithm: Algorithm, digits: u8) -> Result<Self, Error> {
+        let totp = Self::new(algorithm, digits, OtpParams::default().period)?;
+        Ok(OtpParams {
+            kind: OtpKind::Hotp,
+            ..totp
+        })
+    }
+
+    /// The same parameters with `kind`.
+    pub fn with_kind(self, kind: OtpKind) -> Self {
+        OtpParams { kind, ..self }
+    }
+
+    pub fn kind(&self) -> OtpKind {
+        self.kind
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -195,11 +247,21 @@ impl TotpSecret {
     }
 
     fn totp(&self, params: &OtpParams) -> totp_rs::Totp {
+        self.engine(params, u64::from(params.period))
+    }
+
+    /// RFC 4226 through the same engine: TOTP is HOTP of floor(time / step), so with a
+    /// step of one second the "time" given to it is the counter itself.
+    pub(crate) fn hotp(&self, params: &OtpParams) -> totp_rs::Totp {
+        self.engine(params, 1)
+    }
+
+    fn engine(&self, params: &OtpParams, step: u64) -> totp_rs::Totp {
         totp_rs::Builder::new()
             .with_algorithm(params.algorithm.to_lib())
             .with_digits(params.digits)
             .with_skew(0)
-            .with_step_duration(u64::from(params.period))
+            .with_step_duration(step)
             .with_secret(self.0.as_slice())
             .build_noncompliant()
     }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 
 use common::store::Outcome;
-use common::{Backend, Commit, FilesBackend, Store, Version};
+use common::{Backend, Commit, FileKey, FilesBackend, Store, Version};
 use support::*;
 
 const THREADS: usize = 32;
@@ -137,7 +137,18 @@ fn commits_racing_on_one_version_commit_a_step_once() {
     for round in 0..THREAD_ROUNDS {
         let (user, _) = fx.enroll(&format!("c{round}"));
         let backend = FilesBackend::open(&fx.state_dir).unwrap();
-        let loaded = backend.load(&user).unwrap().unwrap();
+        let keys = FileKey::load(&fx.key_file).unwrap();
+        let mut key = None;
+        let mut open = common::login::opener(&keys, &user);
+        let loaded = backend
+            .load(&user, &mut |s| {
+                let k = open(s)?;
+                key = Some(k.clone());
+                Ok(k)
+            })
+            .unwrap()
+            .unwrap();
+        let key = key.unwrap();
         let (state_rev, counters_rev) = (loaded.version.state(), loaded.version.counters());
         let mut counters = loaded.counters.clone();
         // Release the lock the load holds: the racers bring only the bare version.
@@ -147,23 +158,27 @@ fn commits_racing_on_one_version_commit_a_step_once() {
         let barrier = Arc::new(Barrier::new(THREADS));
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
-                let (backend, barrier, user, counters) = (
+                let (backend, barrier, user, counters, key) = (
                     backend.clone(),
                     barrier.clone(),
                     user.clone(),
                     counters.clone(),
+                    key.clone(),
                 );
                 std::thread::spawn(move || {
                     barrier.wait();
                     let v = Version::new(state_rev, counters_rev);
-                    backend.commit(&user, v, &counters, true).unwrap()
+                    backend.commit(&user, v, &counters, &key, true).unwrap()
                 })
             })
             .collect();
         let results: Vec<Commit> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         let committed = results.iter().filter(|c| **c == Commit::Committed).count();
         assert_eq!(committed, 1, "round {round}: {results:?}");
-        let now = backend.load(&user).unwrap().unwrap();
+        let now = backend
+            .load(&user, &mut common::login::opener(&keys, &user))
+            .unwrap()
+            .unwrap();
         assert_eq!(now.counters.last_counter, counters.last_counter);
         assert_ne!(now.version.counters(), counters_rev);
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::backend::{Backend, Commit, Expect, Loaded, Version};
 use common::counters::{self, Counters};
 use common::login::MAX_ATTEMPTS;
-use common::{SealedState, UserName};
+use common::{RecordKey, SealedState, UserName};
 
 use crate::{Config, Error, Outcome, Store};
 
@@ -118,12 +118,18 @@ impl EtcdBackend {
             .map_err(map_err)
     }
 
-    fn loaded(&self, user: &UserName, l: crate::Loaded) -> CResult<Loaded> {
+    fn loaded(
+        &self,
+        user: &UserName,
+        l: crate::Loaded,
+        open: &mut dyn FnMut(&SealedState) -> CResult<RecordKey>,
+    ) -> CResult<Loaded> {
         let state = SealedState::parse(&l.state, user, &self.origin(user, "state"))?;
         let generation = state.generation();
+        let key = open(&state)?;
         let counters: Counters = match &l.counters {
             None => state.counters(),
-            Some(b) => match counters::decode_record(user, b) {
+            Some(b) => match counters::decode_record(user, &key, b) {
                 Some((g, c)) if g == generation => c,
                 Some(_) => {
                     return Err(common::Error::Corrupt {
@@ -134,7 +140,9 @@ impl EtcdBackend {
                 None => {
                     return Err(common::Error::Corrupt {
                         path: self.origin(user, "counters"),
-                        why: "counters record damaged or not this user's".into(),
+                        why: "counters record damaged, changed without the key, or not this \
+                              user's"
+                            .into(),
                     })
                 }
             },
@@ -166,9 +174,13 @@ impl Backend for EtcdBackend {
         Ok(self.raw(user)?.is_some())
     }
 
-    fn load(&self, user: &UserName) -> CResult<Option<Loaded>> {
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> CResult<RecordKey>,
+    ) -> CResult<Option<Loaded>> {
         match self.raw(user)? {
-            Some(l) => self.loaded(user, l).map(Some),
+            Some(l) => self.loaded(user, l, open).map(Some),
             None => Ok(None),
         }
     }
@@ -179,6 +191,7 @@ impl Backend for EtcdBackend {
         user: &UserName,
         mut version: Version,
         counters: &Counters,
+        key: &RecordKey,
         _durable: bool,
     ) -> CResult<Commit> {
         let generation = match version
@@ -188,12 +201,14 @@ impl Backend for EtcdBackend {
             Some(g) => g.0,
             // Not a version of our load: the state's generation now; if the state moved
             // since the version, the compare-and-swap below refuses anyway.
-            None => match self.load(user)? {
-                Some(l) => l.state.generation(),
+            None => match self.raw(user)? {
+                Some(l) => {
+                    SealedState::parse(&l.state, user, &self.origin(user, "state"))?.generation()
+                }
                 None => return Ok(Commit::Conflict),
             },
         };
-        let bytes = counters::encode_record(user, generation, counters);
+        let bytes = counters::encode_record(user, key, generation, counters);
         let r = self.block_on(self.store.commit_counters_by(
             user.as_str(),
             rev_in(version.state())?,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::backend::{Backend, Commit, Expect, KeySource};
 use common::counters::Counters;
 use common::login::{self, Enrollment, RecoveryCodes};
-use common::{AuthRequest, HostKey, OtpParams, Outcome, TotpSecret, UserName};
+use common::{AuthRequest, HostKey, OtpParams, Outcome, RecordKey, TotpSecret, UserName};
 use harness::Cluster;
 use pam_totp_etcd::{recheck_margin, EtcdBackend};
 
@@ -41,7 +41,26 @@ fn req(now: i64) -> AuthRequest<'static> {
         lockout_secs: 300,
         rhost: Some("192.0.2.1"),
         lockout_max_secs: 86400,
+        hotp_window: 10,
+        grace_secs: 0,
+        device: None,
     }
+}
+
+/// Loads `u` from `b`, its state opened with `keys` as a login does; with its record key.
+fn opened(
+    b: &EtcdBackend,
+    keys: &Key,
+    u: &UserName,
+) -> common::Result<Option<(common::Loaded, RecordKey)>> {
+    let mut key = None;
+    let mut open = login::opener(keys, u);
+    let l = b.load(u, &mut |s| {
+        let k = open(s)?;
+        key = Some(k.clone());
+        Ok(k)
+    })?;
+    Ok(l.zip(key))
 }
 
 fn user(n: &str) -> UserName {
@@ -90,7 +109,7 @@ fn backend_contract_on_a_real_cluster() {
     // Enrollment on one host is seen by every host; a second one is refused.
     let alice = user("alice");
     assert!(!a.is_enrolled(&alice).unwrap());
-    assert!(a.load(&alice).unwrap().is_none());
+    assert!(opened(a, keys, &alice).unwrap().is_none());
     let secret = enroll(a, keys, "alice");
     for h in &hosts {
         assert!(h.is_enrolled(&alice).unwrap());
@@ -147,19 +166,23 @@ fn backend_contract_on_a_real_cluster() {
 
     // A rewrite expecting a version whose counters have moved since is a conflict: it would
     // otherwise put back the counters it read and undo the login committed in between.
-    let v = a.load(&alice).unwrap().unwrap();
-    let moved = b.load(&alice).unwrap().unwrap();
+    let (v, _) = opened(a, keys, &alice).unwrap().unwrap();
+    let (moved, key) = opened(b, keys, &alice).unwrap().unwrap();
     let mut counters = moved.counters.clone();
     counters.failures += 1;
     assert_eq!(
-        b.commit(&alice, moved.version, &counters, true).unwrap(),
+        b.commit(&alice, moved.version, &counters, &key, true)
+            .unwrap(),
         Commit::Committed
     );
     let r = a
         .put_state(&alice, Expect::Version(v.version), &v.state, &|| Ok(()))
         .unwrap();
     assert_eq!(r, Commit::Conflict);
-    assert_eq!(a.load(&alice).unwrap().unwrap().counters, counters);
+    assert_eq!(
+        opened(a, keys, &alice).unwrap().unwrap().0.counters,
+        counters
+    );
 
     // The contract: "A time step commits at most once across all callers of one backend".
     // 32 callers over the three hosts commit against one version; exactly one wins, 20 times.
@@ -171,15 +194,16 @@ fn backend_contract_on_a_real_cluster() {
         let threads: Vec<_> = (0..32)
             .map(|i| {
                 let (hosts, barrier, bob) = (hosts.clone(), barrier.clone(), bob.clone());
+                let keys = shared_keys.clone();
                 std::thread::spawn(move || {
                     let h = &hosts[i % 3];
-                    let l = h.load(&bob).unwrap().unwrap();
+                    let (l, key) = opened(h, &keys, &bob).unwrap().unwrap();
                     let c = Counters {
                         last_counter: Some(1000 + round),
                         ..l.counters.clone()
                     };
                     barrier.wait();
-                    h.commit(&bob, l.version, &c, true)
+                    h.commit(&bob, l.version, &c, &key, true)
                 })
             })
             .collect();
@@ -190,7 +214,12 @@ fn backend_contract_on_a_real_cluster() {
             .count();
         // All 32 loaded before any commit (the barrier): one version, one winner.
         assert_eq!(won, 1, "round {round}: {results:?}");
-        let last = hosts[0].load(&bob).unwrap().unwrap().counters.last_counter;
+        let last = opened(&hosts[0], keys, &bob)
+            .unwrap()
+            .unwrap()
+            .0
+            .counters
+            .last_counter;
         assert_eq!(last, Some(1000 + round));
     }
 
@@ -237,10 +266,12 @@ fn backend_contract_on_a_real_cluster() {
         .unwrap();
     let raw = rt.block_on(c.store("root", 0, 2000));
     let l = rt.block_on(raw.load("alice")).unwrap().unwrap();
-    let foreign = common::counters::encode_record(&user("carol"), 1, &Counters::default());
+    let (_, alice_key) = opened(&hosts[0], keys, &alice).unwrap().unwrap();
+    let foreign =
+        common::counters::encode_record(&user("carol"), &alice_key, 1, &Counters::default());
     rt.block_on(raw.commit_counters("alice", l.state_revision, l.counters_revision, &foreign))
         .unwrap();
-    let r = hosts[0].load(&alice).map(|l| l.is_some());
+    let r = opened(&hosts[0], keys, &alice).map(|l| l.is_some());
     assert!(matches!(r, Err(common::Error::Corrupt { .. })), "{r:?}");
     let t = now();
     let r = login::authenticate(&hosts[0], keys, &alice, &code(&secret, t + 30), &req(t));
@@ -259,7 +290,7 @@ fn without_quorum_nothing_is_reported_committed_and_calls_end_in_time() {
         Duration::from_millis(timeout_ms) + recheck_margin(timeout_ms) + Duration::from_millis(300);
 
     // A commit sent when two members are stopped: its outcome is unknown, so it is an error.
-    let l = h.load(&dave).unwrap().unwrap();
+    let (l, key) = opened(&h, keys, &dave).unwrap().unwrap();
     c.sigstop(1);
     c.sigstop(2);
     let c0 = Counters {
@@ -269,7 +300,7 @@ fn without_quorum_nothing_is_reported_committed_and_calls_end_in_time() {
     let start = Instant::now();
     let r = h
         .with_deadline(Instant::now() + h.timeout())
-        .commit(&dave, l.version, &c0, true);
+        .commit(&dave, l.version, &c0, &key, true);
     assert!(start.elapsed() < bound, "{:?}", start.elapsed());
     assert!(
         matches!(r, Err(common::Error::Unavailable(_))),

@@ -291,6 +291,9 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         lockout_secs: 300,
         rhost: None,
         lockout_max_secs: 86400,
+        hotp_window: 10,
+        grace_secs: 0,
+        device: None,
     };
     let (m1, s1, c1) = &migrated[0];
     let u1 = UserName::parse(m1).unwrap();

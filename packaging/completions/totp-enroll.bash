@@ -6,7 +6,7 @@ _totp_enroll() {
     local cur prev words cword
     _init_completion || return
 
-    local commands="status disable recovery-codes import unlock list rekey help"
+    local commands="status disable recovery-codes import unlock forget-devices list rekey help"
     local global="--config --state-dir --key-file --help --version"
 
     case $prev in
@@ -45,7 +45,7 @@ _totp_enroll() {
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
             --config | --state-dir | --key-file | --user | --qr | --algorithm | --digits | \
-                --period | --from-google-authenticator | --from-oath-usersfile | \
+                --period | --counter | --from-google-authenticator | --from-oath-usersfile | \
                 --from-state-dir | --from-key-file)
                 ((i++))
                 ;;
@@ -61,8 +61,8 @@ _totp_enroll() {
     case $command in
         "") opts="$global --user --replace --qr" ;;
         status) opts="$global --user --json" ;;
-        disable | recovery-codes) opts="$global --user" ;;
-        import) opts="$global --user --secret-stdin --from-google-authenticator --from-oath-usersfile --from-state-dir --from-key-file --algorithm --digits --period --replace" ;;
+        disable | recovery-codes | forget-devices) opts="$global --user" ;;
+        import) opts="$global --user --secret-stdin --from-google-authenticator --from-oath-usersfile --from-state-dir --from-key-file --algorithm --digits --period --hotp --counter --replace" ;;
         unlock) opts="$global --user" ;;
         list) opts="$global --json" ;;
         rekey) opts="$global" ;;

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use common::config::BackendKind;
 use common::store::{Outcome, PriorRejections};
+use common::DeviceIdentity;
 use common::{Config, UserName};
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
-use proto::{read_frame, Deadline, FrameError, Reply, Request, Verify};
+use proto::{read_frame, Deadline, DeviceKey, FrameError, GraceRequest, Reply, Request, Verify};
 use zeroize::Zeroizing;
 
 /// Where the module sends its questions.
@@ -177,12 +178,35 @@ impl Client {
         }
     }
 
-    /// The login transaction, run by the daemon under its own policy.
+    /// Whether `device` may log in as `user` without a code, under the daemon's
+    /// `grace_secs`: the time the device was remembered, if so.
+    pub fn grace(
+        &self,
+        user: &UserName,
+        device: &DeviceIdentity,
+        service: &str,
+    ) -> Result<Option<i64>, DaemonError> {
+        let req = Request::Grace(GraceRequest {
+            user: user.to_string(),
+            rhost: device.rhost().to_owned(),
+            key: device_key(Some(device)),
+            service: service.to_owned(),
+        });
+        match self.call(&req)? {
+            Reply::Grace { since } => Ok(Some(since)),
+            Reply::NoGrace => Ok(None),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// The login transaction, run by the daemon under its own policy. `device`: the
+    /// login's remote device, remembered on success where the daemon's `grace_secs` says.
     pub fn verify(
         &self,
         user: &UserName,
         code: &str,
         rhost: Option<&str>,
+        device: Option<&DeviceIdentity>,
         service: &str,
     ) -> Result<Outcome, DaemonError> {
         let req = Request::Verify(Verify {
@@ -190,6 +214,7 @@ impl Client {
             code: Zeroizing::new(code.to_owned()),
             rhost: rhost.map(str::to_owned),
             service: service.to_owned(),
+            key: device_key(device),
         });
         let prior = |p: proto::Prior| PriorRejections {
             count: p.count,
@@ -227,4 +252,12 @@ impl Client {
             other => return Err(self.unexpected(other)),
         })
     }
+}
+
+/// The key part of a device, as the protocol carries it.
+fn device_key(device: Option<&DeviceIdentity>) -> Option<DeviceKey> {
+    device.and_then(|d| d.key()).map(|k| DeviceKey {
+        digest: k.digest,
+        label: k.label.clone(),
+    })
 }

@@ -162,6 +162,10 @@ impl Handle for LibPam<'_> {
         lossy(self.pamh.get_rhost())
     }
 
+    fn env(&self, name: &str) -> Option<String> {
+        lossy(self.pamh.getenv(name))
+    }
+
     fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError> {
         let style = if echo {
             PAM_PROMPT_ECHO_ON
@@ -169,6 +173,22 @@ impl Handle for LibPam<'_> {
             PAM_PROMPT_ECHO_OFF
         };
         self.converse(style, prompt)?.ok_or(ConvError::NoAnswer)
+    }
+
+    fn set_authtok(&mut self, password: &[u8]) -> Result<(), PamError> {
+        // A password with a NUL could not be typed at a prompt that returned a C string.
+        // Room for the NUL up front, so that CString::new never reallocates and leaves an
+        // unwiped copy behind.
+        let mut bytes = Vec::with_capacity(password.len() + 1);
+        bytes.extend_from_slice(password);
+        let c = CString::new(bytes).map_err(|e| {
+            e.into_vec().zeroize();
+            PamError::BUF_ERR
+        })?;
+        // libpam copies the item; our copy is wiped below.
+        let r = self.pamh.set_authtok(&c);
+        c.into_bytes_with_nul().zeroize();
+        r
     }
 
     fn tell(&mut self, kind: Notice, text: &str) {

@@ -48,8 +48,15 @@ pub trait Handle {
     /// The PAM_RHOST item, if set (lossily decoded).
     fn rhost(&self) -> Option<String>;
 
+    /// A variable of the PAM environment (`pam_getenv`), if set (lossily decoded).
+    fn env(&self, name: &str) -> Option<String>;
+
     /// Asks the user a question; the answer is wiped when dropped.
     fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError>;
+
+    /// Sets PAM_AUTHTOK, the password the next module of the stack reads
+    /// (`use_first_pass`).
+    fn set_authtok(&mut self, password: &[u8]) -> Result<(), PamError>;
 
     /// Shows a message. Failures are not errors: the decision stands without it.
     fn tell(&mut self, kind: Notice, text: &str);

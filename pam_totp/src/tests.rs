@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::counters::Counters;
 use common::{
-    Backend, Commit, Config, Enrollment, Expect, HostKey, KeySource, Loaded, OtpParams,
+    Backend, Commit, Config, Enrollment, Expect, HostKey, KeySource, Loaded, OtpParams, RecordKey,
     RecoveryCodes, SealedState, TotpSecret, UserName, Version,
 };
 use pamsm::PamError;
@@ -35,6 +35,10 @@ struct Fake {
     told: Vec<(Notice, String)>,
     logs: RefCell<Vec<(Level, String)>>,
     now: SystemTime,
+    /// PAM_AUTHTOK as set by the module.
+    authtok: Option<Vec<u8>>,
+    /// The PAM environment.
+    env: BTreeMap<String, String>,
 }
 
 impl Fake {
@@ -47,6 +51,8 @@ impl Fake {
             told: Vec::new(),
             logs: RefCell::new(Vec::new()),
             now: at(NOW),
+            authtok: None,
+            env: BTreeMap::new(),
         }
     }
 
@@ -87,6 +93,9 @@ impl Handle for Fake {
     fn rhost(&self) -> Option<String> {
         self.rhost.clone()
     }
+    fn env(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
     fn prompt(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConvError> {
         self.prompts.push((prompt.to_owned(), echo));
         match self.replies.pop_front() {
@@ -95,6 +104,10 @@ impl Handle for Fake {
             Some(Reply::Panic) => panic!("scripted panic"),
             None => panic!("unexpected prompt"),
         }
+    }
+    fn set_authtok(&mut self, password: &[u8]) -> Result<(), PamError> {
+        self.authtok = Some(password.to_vec());
+        Ok(())
     }
     fn tell(&mut self, kind: Notice, text: &str) {
         self.told.push((kind, text.to_owned()));
@@ -133,13 +146,20 @@ impl Backend for Memory {
         Ok(self.users.lock().unwrap().contains_key(user))
     }
 
-    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> common::Result<RecordKey>,
+    ) -> common::Result<Option<Loaded>> {
         let users = self.users.lock().unwrap();
         let Some(e) = users.get(user) else {
             return Ok(None);
         };
+        let state = SealedState::parse(&e.state, user, Path::new(ORIGIN))?;
+        // In memory nobody else writes: the counters need no authenticator.
+        open(&state)?;
         Ok(Some(Loaded {
-            state: SealedState::parse(&e.state, user, Path::new(ORIGIN))?,
+            state,
             counters: e.counters.clone(),
             version: Version::new(e.state_rev, e.counters_rev),
         }))
@@ -150,6 +170,7 @@ impl Backend for Memory {
         user: &UserName,
         version: Version,
         counters: &Counters,
+        _key: &RecordKey,
         _durable: bool,
     ) -> common::Result<Commit> {
         let mut users = self.users.lock().unwrap();
@@ -222,6 +243,11 @@ struct MemoryStorage {
     key_file: PathBuf,
     /// What the module is told about its effective uid (true: as root, in-process).
     privileged: bool,
+    /// NSS as the module sees it: a name given -> the passwd entry's name; a name
+    /// mapped to `Err` fails to look up. Names absent are unknown to NSS.
+    passwd: BTreeMap<String, Result<String, String>>,
+    /// Every name looked up through NSS.
+    lookups: Mutex<Vec<String>>,
 }
 
 struct Shared(Arc<Memory>);
@@ -230,17 +256,22 @@ impl Backend for Shared {
     fn is_enrolled(&self, user: &UserName) -> common::Result<bool> {
         self.0.is_enrolled(user)
     }
-    fn load(&self, user: &UserName) -> common::Result<Option<Loaded>> {
-        self.0.load(user)
+    fn load(
+        &self,
+        user: &UserName,
+        open: &mut dyn FnMut(&SealedState) -> common::Result<RecordKey>,
+    ) -> common::Result<Option<Loaded>> {
+        self.0.load(user, open)
     }
     fn commit(
         &self,
         user: &UserName,
         version: Version,
         counters: &Counters,
+        key: &RecordKey,
         durable: bool,
     ) -> common::Result<Commit> {
-        self.0.commit(user, version, counters, durable)
+        self.0.commit(user, version, counters, key, durable)
     }
     fn put_state(
         &self,
@@ -282,6 +313,10 @@ impl Storage for MemoryStorage {
     fn privileged(&self) -> bool {
         self.privileged
     }
+    fn passwd_name(&self, name: &str) -> Result<Option<String>, String> {
+        self.lookups.lock().unwrap().push(name.to_owned());
+        self.passwd.get(name).cloned().transpose()
+    }
 }
 
 /// An in-memory store and key with one enrolled user.
@@ -304,6 +339,8 @@ impl Fixture {
                 state: state.clone(),
                 key_file: PathBuf::from("/fixture/key"),
                 privileged: true,
+                passwd: BTreeMap::new(),
+                lookups: Mutex::new(Vec::new()),
             },
             config: PathBuf::from("/nonexistent/pam_totp-unit.conf"),
             state,
@@ -971,4 +1008,203 @@ mod via_daemon {
         // The in-process store was not used: the typed code was never checked there.
         assert_eq!(f.status("alice").counters.last_counter, None);
     }
+}
+
+// ---- forward_pass ----
+
+fn with_password(password: &[u8], code: &[u8]) -> Vec<Reply> {
+    answer(&[password, code].concat())
+}
+
+#[test]
+fn forward_pass_takes_the_code_from_the_end_and_passes_the_rest_on() {
+    let f = Fixture::new();
+    let code = f.code(NOW);
+    let mut h = Fake::new("alice", with_password(b"hunter2 \xc3\xa9!", &code));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(
+        h.prompts,
+        vec![(text::PROMPT_FORWARD_PASS.to_owned(), false)]
+    );
+    assert_eq!(h.authtok.as_deref(), Some(&b"hunter2 \xc3\xa9!"[..]));
+    // The password never reaches a log line.
+    assert!(!h.all_logs().contains("hunter2"), "{}", h.all_logs());
+    // A wrong code is refused, and the password still goes on (the stack decides).
+    let mut h = Fake::new("alice", with_password(b"hunter2", b"000000"));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::AUTH_ERR);
+    assert_eq!(h.authtok.as_deref(), Some(&b"hunter2"[..]));
+    // Only the code, no password: an empty password goes on.
+    let mut h = Fake::new("alice", with_password(b"", &f.code(NOW + 30)));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(h.authtok.as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn forward_pass_uses_the_enrollments_digits() {
+    let mut f = Fixture::new();
+    f.params = OtpParams::new(common::Algorithm::SHA1, 8, 30).unwrap();
+    f.enroll("bob", 0);
+    let code = f.code(NOW);
+    assert_eq!(code.len(), 8);
+    let mut h = Fake::new("bob", with_password(b"pw123456", &code));
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::SUCCESS);
+    assert_eq!(h.authtok.as_deref(), Some(&b"pw123456"[..]));
+}
+
+#[test]
+fn forward_pass_for_a_user_not_enrolled() {
+    let f = Fixture::new();
+    // Under nullok the whole answer is the password, and the module steps aside.
+    let mut h = Fake::new("carol", answer(b"pass 123456"));
+    assert_eq!(f.run(&mut h, &["forward_pass", "nullok"]), PamError::IGNORE);
+    assert_eq!(
+        h.prompts,
+        vec![(text::PROMPT_FORWARD_PASS.to_owned(), false)]
+    );
+    assert_eq!(h.authtok.as_deref(), Some(&b"pass 123456"[..]));
+    // Without it, refused as before, with no prompt.
+    let mut h = Fake::new("carol", vec![]);
+    assert_eq!(f.run(&mut h, &["forward_pass"]), PamError::AUTH_ERR);
+    assert!(h.prompts.is_empty() && h.authtok.is_none());
+    // No answer: a conversation error, nothing passed on.
+    let mut h = Fake::new("carol", vec![Reply::Fail(ConvError::NoAnswer)]);
+    assert_eq!(
+        f.run(&mut h, &["forward_pass", "nullok"]),
+        PamError::CONV_ERR
+    );
+    assert!(h.authtok.is_none());
+}
+
+#[test]
+fn forward_pass_split() {
+    use crate::auth::split_forward_pass as split;
+    assert_eq!(split(b"pw123456", 6), (&b"pw"[..], &b"123456"[..]));
+    assert_eq!(split(b"12345", 6), (&b""[..], &b"12345"[..]));
+    assert_eq!(split(b"", 6), (&b""[..], &b""[..]));
+    assert_eq!(
+        split(b"p\xff12345678", 8),
+        (&b"p\xff"[..], &b"12345678"[..])
+    );
+}
+
+// ---- grace_secs ----
+
+const KEY_A: &str =
+    "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJbxXb4RdlVzHgl2DxHc5zHVc5wxYvcdZLHhNXE8rH\n";
+const KEY_B: &str =
+    "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGGJbxXb4RdlVzHgl2DxHc5zHVc5wxYvcdZLHhNXE8rH\n";
+
+/// A login at `t` from `rhost` with `key` (SSH_AUTH_INFO_0), answering `replies`.
+fn from(rhost: Option<&str>, key: Option<&str>, t: i64, replies: Vec<Reply>) -> Fake {
+    let mut h = Fake::new("alice", replies);
+    h.rhost = rhost.map(str::to_owned);
+    if let Some(k) = key {
+        h.env.insert("SSH_AUTH_INFO_0".into(), k.into());
+    }
+    h.now = at(t);
+    h
+}
+
+#[test]
+fn a_remembered_device_logs_in_without_a_code_for_grace_secs() {
+    let f = Fixture::new();
+    let grace = ["grace_secs=600"];
+    let mut h = from(Some("192.0.2.7"), Some(KEY_A), NOW, answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &grace), PamError::SUCCESS);
+    let last = f.status("alice").counters.last_counter;
+    // Same host and key, within grace_secs: no prompt, logged as a grace login.
+    let mut h = from(Some("192.0.2.7"), Some(KEY_A), NOW + 599, vec![]);
+    assert_eq!(f.run(&mut h, &grace), PamError::SUCCESS);
+    assert!(h.prompts.is_empty());
+    let notices = h.logged(Level::Notice);
+    assert!(
+        notices
+            .iter()
+            .any(|l| l.contains("grace login") && l.contains("rhost=192.0.2.7")),
+        "{notices:?}"
+    );
+    assert_eq!(f.status("alice").counters.last_counter, last);
+    // Another host, another key, no host at all, or too late: the code is asked.
+    for (rhost, key, t) in [
+        (Some("192.0.2.8"), Some(KEY_A), NOW + 1),
+        (Some("192.0.2.7"), Some(KEY_B), NOW + 1),
+        (Some("192.0.2.7"), None, NOW + 1),
+        (None, Some(KEY_A), NOW + 1),
+        (Some("192.0.2.7"), Some(KEY_A), NOW + 600),
+    ] {
+        let mut h = from(rhost, key, t, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &grace), PamError::AUTH_ERR, "{rhost:?} {t}");
+        assert_eq!(h.prompts.len(), 1, "{rhost:?} {t}");
+    }
+}
+
+#[test]
+fn no_device_is_remembered_without_grace_secs_and_none_without_rhost() {
+    let f = Fixture::new();
+    let mut h = from(Some("192.0.2.7"), None, NOW, answer(&f.code(NOW)));
+    assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
+    assert!(f.status("alice").counters.devices.is_empty());
+    let mut h = from(None, Some(KEY_A), NOW + 30, answer(&f.code(NOW + 30)));
+    assert_eq!(f.run(&mut h, &["grace_secs=600"]), PamError::SUCCESS);
+    assert!(f.status("alice").counters.devices.is_empty());
+    // A device remembered under grace_secs gets no grace where it is off.
+    let mut h = from(Some("192.0.2.7"), None, NOW + 60, answer(&f.code(NOW + 60)));
+    assert_eq!(f.run(&mut h, &["grace_secs=600"]), PamError::SUCCESS);
+    assert_eq!(f.status("alice").counters.devices.len(), 1);
+    let mut h = from(Some("192.0.2.7"), None, NOW + 61, answer(b"000000"));
+    assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR);
+    assert_eq!(h.prompts.len(), 1);
+}
+
+/// Issue 10: with case-insensitive NSS (SSSD, LDAP, AD) `ALICE` is alice. The name given is
+/// not enrolled, so it is resolved through NSS and the passwd entry's name is checked:
+/// a wrong code is refused (not skipped under `nullok`), the right one accepted and
+/// counted for alice. An enrolled name is never looked up.
+#[test]
+fn a_name_nss_maps_to_an_enrolled_user_is_that_user() {
+    let mut f = Fixture::new();
+    f.storage.passwd.insert("ALICE".into(), Ok("alice".into()));
+    let mut h = Fake::new("ALICE", answer(b"000000"));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTH_ERR);
+    assert_eq!(f.status("alice").counters.failures, 1);
+    let code = f.code(NOW);
+    let mut h = Fake::new("ALICE", answer(&code));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::SUCCESS);
+    assert!(
+        h.logged(Level::Info)
+            .iter()
+            .any(|l| l.contains("user=alice (given as ALICE)")),
+        "{:?}",
+        h.logged(Level::Info)
+    );
+    // The same code under the enrolled name is a replay: one user, one state.
+    let mut h = Fake::new("alice", answer(&code));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTH_ERR);
+    assert_eq!(
+        *f.storage.lookups.lock().unwrap(),
+        vec!["ALICE".to_owned(), "ALICE".to_owned()],
+        "an enrolled name costs no NSS lookup"
+    );
+}
+
+/// Names NSS does not know, or whose entry is not enrolled either, stay "not enrolled";
+/// a failed lookup fails closed (it might have named an enrolled user).
+#[test]
+fn names_nss_cannot_map_to_an_enrolled_user() {
+    let mut f = Fixture::new();
+    f.storage.passwd.insert("bob".into(), Ok("bob".into()));
+    f.storage.passwd.insert("BOB".into(), Ok("bob".into()));
+    f.storage
+        .passwd
+        .insert("Alice".into(), Err("directory unreachable".into()));
+    for name in ["nobody-known", "bob", "BOB"] {
+        let mut h = Fake::new(name, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &["nullok"]), PamError::IGNORE, "{name}");
+        let mut h = Fake::new(name, answer(b"000000"));
+        assert_eq!(f.run(&mut h, &[]), PamError::AUTH_ERR, "{name}");
+    }
+    let mut h = Fake::new("Alice", answer(b"000000"));
+    assert_eq!(f.run(&mut h, &["nullok"]), PamError::AUTHINFO_UNAVAIL);
+    assert!(h.prompts.is_empty());
+    assert!(h.logged(Level::Err)[0].contains("NSS lookup failed: directory unreachable"));
 }

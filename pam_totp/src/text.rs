@@ -4,6 +4,8 @@ use common::counters::clean_rhost;
 use common::time::display as utc;
 
 pub const PROMPT: &str = "Verification code: ";
+/// The one prompt of `forward_pass`: the password, then the code.
+pub const PROMPT_FORWARD_PASS: &str = "Password & verification code: ";
 pub const NOT_ENROLLED: &str = "two-factor authentication is not set up for this account";
 pub const REPLAYED: &str = "this verification code was already used; if you did not use it, \
                             your account may be compromised";

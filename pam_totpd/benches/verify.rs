@@ -60,7 +60,7 @@ fn wrong_code(now: i64) -> String {
 fn daemon_login(client: &Client, user: &UserName, code: &str) -> Outcome {
     assert!(client.is_enrolled(user).unwrap());
     client
-        .verify(user, code, Some("192.0.2.1"), "bench")
+        .verify(user, code, Some("192.0.2.1"), None, "bench")
         .unwrap()
 }
 

@@ -12,29 +12,38 @@ use proto::{NewCodes, Reply, Request, Status, Unavailable};
 use crate::log::{log, Level};
 use crate::store::{Failure, Storage};
 
-fn algorithm(a: Algorithm) -> u8 {
-    match a {
+/// The algorithm byte of `params` as sent ([`proto::HOTP`] set for an HOTP enrollment).
+fn algorithm(params: &OtpParams) -> u8 {
+    let a = match params.algorithm() {
         Algorithm::SHA1 => 0,
         Algorithm::SHA256 => 1,
         Algorithm::SHA512 => 2,
+    };
+    match params.kind() {
+        common::OtpKind::Totp => a,
+        common::OtpKind::Hotp => a | proto::HOTP,
     }
 }
 
 fn params(a: u8, digits: u8, period: u32) -> Option<OtpParams> {
-    let a = match a {
+    let alg = match a & !proto::HOTP {
         0 => Algorithm::SHA1,
         1 => Algorithm::SHA256,
         2 => Algorithm::SHA512,
         _ => return None,
     };
-    OtpParams::new(a, digits, period).ok()
+    if a & proto::HOTP != 0 {
+        OtpParams::hotp(alg, digits).ok()
+    } else {
+        OtpParams::new(alg, digits, period).ok()
+    }
 }
 
 /// The status as sent: never the secret.
 pub fn status_reply(s: &common::Status) -> Status {
     let c = &s.counters;
     Status {
-        algorithm: algorithm(s.params.algorithm()),
+        algorithm: algorithm(&s.params),
         digits: s.params.digits(),
         period: s.params.period(),
         created: s.created,

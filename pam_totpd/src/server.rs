@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Outcome;
-use common::{Config, UserName};
+use common::{Config, DeviceIdentity, UserName};
 use nix::sys::socket::{getsockopt, sockopt, UnixCredentials};
 use proto::{read_frame, Deadline, FrameError, Prior, Reply, Request, Unavailable};
 
@@ -281,6 +281,8 @@ fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Reque
     };
     let (service, rhost) = match &req {
         Request::Verify(v) => (printable(&v.service, 64), v.rhost.clone()),
+        Request::IsEnrolled { .. } => ("-".to_owned(), None),
+        Request::Grace(g) => (printable(&g.service, 64), Some(g.rhost.clone())),
         _ => ("-".to_owned(), None),
     };
     let line = |what: &str| {
@@ -314,6 +316,7 @@ fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Reque
         })
     };
     match req {
+        Request::Grace(g) => answer_grace(config, storage, cred, &user, g, &line),
         Request::IsEnrolled { .. } => match storage.is_enrolled(config, &user) {
             Ok(true) => Reply::Enrolled,
             Ok(false) => Reply::NotEnrolled,
@@ -328,7 +331,19 @@ fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Reque
                 return Reply::Unavailable(Unavailable::Internal);
             };
             let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-            match storage.verify(config, &user, &v.code, v.rhost.as_deref(), now) {
+            // What a caller that is not root says about a remote device is no evidence of
+            // one: only root's logins (sshd's) remember devices.
+            let device = (cred.uid() == 0)
+                .then(|| device(v.rhost.as_deref(), v.key.clone()))
+                .flatten();
+            match storage.verify(
+                config,
+                &user,
+                &v.code,
+                v.rhost.as_deref(),
+                device.as_ref(),
+                now,
+            ) {
                 Ok(o) => {
                     log_outcome(&o, &line);
                     to_reply(o)
@@ -338,6 +353,59 @@ fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Reque
         }
         // Answered above.
         _ => Reply::BadRequest,
+    }
+}
+
+/// The remote device of a request, from its parts.
+fn device(rhost: Option<&str>, key: Option<proto::DeviceKey>) -> Option<DeviceIdentity> {
+    let key = key.map(|k| common::device::PublicKey {
+        digest: k.digest,
+        label: k.label,
+    });
+    DeviceIdentity::from_parts(rhost?, key)
+}
+
+/// A `Grace` request: root's only (a caller that is not root gets no grace, whatever it
+/// says about a device), under the daemon's `grace_secs`.
+fn answer_grace(
+    config: &Config,
+    storage: &Storage,
+    cred: &UnixCredentials,
+    user: &UserName,
+    g: proto::GraceRequest,
+    line: &dyn Fn(&str) -> String,
+) -> Reply {
+    let Some(device) = device(Some(&g.rhost), g.key).filter(|_| cred.uid() == 0) else {
+        return Reply::NoGrace;
+    };
+    let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+        log(
+            Level::Err,
+            &line("system clock is before 1970: access denied"),
+        );
+        return Reply::Unavailable(Unavailable::Internal);
+    };
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    match storage.grace(config, user, &device, now) {
+        Ok(Some(d)) => {
+            log(
+                Level::Notice,
+                &line(&format!(
+                    "grace login: device remembered since {}, no code asked",
+                    d.since
+                )),
+            );
+            Reply::Grace { since: d.since }
+        }
+        Ok(None) => Reply::NoGrace,
+        Err(f) => {
+            log(Level::Err, &line(&format!("{f}; access denied")));
+            Reply::Unavailable(match f {
+                Failure::Key(_) => Unavailable::Key,
+                Failure::State(_) => Unavailable::State,
+                Failure::Backend(_) => Unavailable::Backend,
+            })
+        }
     }
 }
 

@@ -8,7 +8,10 @@
 
 use std::time::Instant;
 
-use common::{AuthRequest, Backend, Config, Error, FileKey, FilesBackend, Outcome, UserName};
+use common::{
+    AuthRequest, Backend, Config, Device, DeviceIdentity, Error, FileKey, FilesBackend, Outcome,
+    UserName,
+};
 use pam_totp_etcd::EtcdBackend;
 
 /// Where this daemon's enrollments live.
@@ -94,13 +97,15 @@ impl Storage {
 
     /// One login attempt under the daemon's own policy (`config`): the login transaction of
     /// the module, counted towards the same lock as every other login (of the fleet, with
-    /// the fleet store).
+    /// the fleet store). `device`: the remote device a success is remembered for (only a
+    /// root caller's).
     pub fn verify(
         &self,
         config: &Config,
         user: &UserName,
         code: &str,
         rhost: Option<&str>,
+        device: Option<&DeviceIdentity>,
         now: i64,
     ) -> Result<Outcome, Failure> {
         let deadline = match self {
@@ -110,7 +115,7 @@ impl Storage {
         // The key file is read for each attempt, as the module does: a rekey is then picked
         // up at once, with no restart and no cached key to go stale.
         let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
-        let req = AuthRequest::from_config(config, now, rhost);
+        let req = AuthRequest::from_config(config, now, rhost).with_device(device);
         match (self, deadline) {
             (Storage::Fleet(f), Some(d)) => {
                 common::login::authenticate(&f.with_deadline(d), &keys, user, code, &req)
@@ -120,6 +125,33 @@ impl Storage {
                 let backend = FilesBackend::open(&config.state_dir).map_err(Failure::State)?;
                 common::login::authenticate(&backend, &keys, user, code, &req)
                     .map_err(Failure::State)
+            }
+        }
+    }
+
+    /// Whether `device` may log in as `user` without a code now, under the daemon's
+    /// `grace_secs`: the remembered device, if so.
+    pub fn grace(
+        &self,
+        config: &Config,
+        user: &UserName,
+        device: &DeviceIdentity,
+        now: i64,
+    ) -> Result<Option<Device>, Failure> {
+        if config.grace_secs == 0 {
+            return Ok(None);
+        }
+        let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
+        let req =
+            AuthRequest::from_config(config, now, Some(device.rhost())).with_device(Some(device));
+        match self {
+            Storage::Fleet(f) => {
+                let fleet = f.with_deadline(Instant::now() + f.timeout());
+                common::login::grace(&fleet, &keys, user, &req).map_err(fleet_failure)
+            }
+            Storage::Files => {
+                let backend = FilesBackend::open(&config.state_dir).map_err(Failure::State)?;
+                common::login::grace(&backend, &keys, user, &req).map_err(Failure::State)
             }
         }
     }

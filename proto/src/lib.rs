@@ -15,8 +15,9 @@
 //!
 //! | kind | message | body |
 //! |---|---|---|
-//! | 0x01 | `Verify` | user str, code str (at most [`MAX_CODE_LEN`]), rhost opt<str>, service str |
+//! | 0x01 | `Verify` | user str, code str (at most [`MAX_CODE_LEN`]), rhost opt<str>, service str, key opt<key> |
 //! | 0x02 | `IsEnrolled` | user str |
+//! | 0x03 | `Grace` | user str, rhost str, key opt<key>, service str |
 //! | 0x81 | `Accepted` | step u64, prior |
 //! | 0x82 | `RecoveryAccepted` | remaining u32, prior |
 //! | 0x83 | `Rejected` | failures u32, locked_until opt<i64> |
@@ -27,9 +28,13 @@
 //! | 0x88 | `Unavailable` | reason u8 ([`Unavailable`]) |
 //! | 0x89 | `Denied` | |
 //! | 0x8a | `BadRequest` | |
+//! | 0x8b | `Grace` | since i64 |
+//! | 0x8c | `NoGrace` | |
 //!
 //! `prior` (rejected attempts since the last success) is count u32, last_rhost opt<str>,
-//! last_at opt<i64>.
+//! last_at opt<i64>. `key` (the public key that authenticated an SSH connection, part of
+//! the remote device for `grace_secs`) is a 32-byte SHA-256 digest, then its label str (at
+//! most [`MAX_KEY_LABEL_LEN`] bytes).
 //!
 //! Administration, for `totp-enroll` (the daemon answers them for a caller whose uid is 0
 //! only; the setuid CLI checks who may act on which account before it asks):
@@ -95,6 +100,9 @@ pub const MAX_CODE_FIELD: usize = 11;
 /// Bytes of names one `Users` reply carries at most (each plus its length byte).
 pub const USERS_BUDGET: usize = 900;
 
+/// Set in an algorithm byte: the enrollment is HOTP (RFC 4226), not TOTP.
+pub const HOTP: u8 = 0x80;
+
 const ENROLL: u8 = 0x10;
 const STATUS: u8 = 0x11;
 const UNLOCK: u8 = 0x12;
@@ -107,9 +115,12 @@ const DONE: u8 = 0x91;
 const RECOVERY_CODES: u8 = 0x92;
 const USERS: u8 = 0x93;
 const ALREADY_ENROLLED: u8 = 0x94;
+/// Longest key label sent.
+pub const MAX_KEY_LABEL_LEN: usize = 48;
 
 const VERIFY: u8 = 0x01;
 const IS_ENROLLED: u8 = 0x02;
+const GRACE_REQUEST: u8 = 0x03;
 const ACCEPTED: u8 = 0x81;
 const RECOVERY_ACCEPTED: u8 = 0x82;
 const REJECTED: u8 = 0x83;
@@ -120,6 +131,25 @@ const ENROLLED: u8 = 0x87;
 const UNAVAILABLE: u8 = 0x88;
 const DENIED: u8 = 0x89;
 const BAD_REQUEST: u8 = 0x8a;
+const GRACE: u8 = 0x8b;
+const NO_GRACE: u8 = 0x8c;
+
+/// The public key part of a remote device: its digest, and a label to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceKey {
+    pub digest: [u8; 32],
+    pub label: String,
+}
+
+/// May this device log in without a code now (`grace_secs`)? Only a root caller's
+/// question is answered with anything but `NoGrace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraceRequest {
+    pub user: String,
+    pub rhost: String,
+    pub key: Option<DeviceKey>,
+    pub service: String,
+}
 
 /// One code to check for one user. `service` is for the daemon's log only.
 #[derive(Clone, PartialEq, Eq)]
@@ -128,6 +158,8 @@ pub struct Verify {
     pub code: Zeroizing<String>,
     pub rhost: Option<String>,
     pub service: String,
+    /// With `rhost`, the remote device a success is remembered for (`grace_secs`).
+    pub key: Option<DeviceKey>,
 }
 
 impl fmt::Debug for Verify {
@@ -155,7 +187,7 @@ pub enum NewCodes {
 pub struct Enroll {
     pub user: String,
     pub secret: Zeroizing<String>,
-    /// 0 SHA1, 1 SHA256, 2 SHA512.
+    /// 0 SHA1, 1 SHA256, 2 SHA512; with [`HOTP`] set, an HOTP enrollment (`period` unused).
     pub algorithm: u8,
     pub digits: u8,
     pub period: u32,
@@ -209,6 +241,7 @@ pub enum Request {
         from_key: String,
         replace: bool,
     },
+    Grace(GraceRequest),
 }
 
 impl Request {
@@ -225,6 +258,7 @@ impl Request {
             | Request::NewRecoveryCodes { user, .. }
             | Request::ImportUser { user, .. } => Some(user),
             Request::ListUsers { .. } => None,
+            Request::Grace(g) => Some(&g.user),
         }
     }
 
@@ -235,14 +269,17 @@ impl Request {
 
     /// Whether only a caller whose uid is 0 may ask this.
     pub fn root_only(&self) -> bool {
-        !matches!(self, Request::Verify(_) | Request::IsEnrolled { .. })
+        !matches!(
+            self,
+            Request::Verify(_) | Request::IsEnrolled { .. } | Request::Grace(_)
+        )
     }
 }
 
 /// A user's status as `totp-enroll status` shows it. Never the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Status {
-    /// 0 SHA1, 1 SHA256, 2 SHA512.
+    /// 0 SHA1, 1 SHA256, 2 SHA512; with [`HOTP`] set, an HOTP enrollment.
     pub algorithm: u8,
     pub digits: u8,
     pub period: u32,
@@ -348,6 +385,12 @@ pub enum Reply {
     },
     /// `Enroll` without `replace` of an enrolled user.
     AlreadyEnrolled,
+    /// Answer to `Grace`: yes, the device is remembered since this time.
+    Grace {
+        since: i64,
+    },
+    /// Answer to `Grace`: no.
+    NoGrace,
 }
 
 /// Why a frame was refused.
@@ -443,6 +486,17 @@ impl Writer {
             Some(n) => {
                 self.0.push(1);
                 self.u64(n);
+            }
+        }
+    }
+
+    fn opt_key(&mut self, k: Option<&DeviceKey>) {
+        match k {
+            None => self.0.push(0),
+            Some(k) => {
+                self.0.push(1);
+                self.0.extend_from_slice(&k.digest);
+                self.str(&k.label, MAX_KEY_LABEL_LEN);
             }
         }
     }
@@ -569,6 +623,19 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.secret_str(MAX_CODE_FIELD)).collect()
     }
 
+    fn opt_key(&mut self) -> Result<Option<DeviceKey>, DecodeError> {
+        if !self.tag()? {
+            return Ok(None);
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(self.take(32)?);
+        let label = self.str()?;
+        if label.len() > MAX_KEY_LABEL_LEN {
+            return Err(DecodeError::BadString);
+        }
+        Ok(Some(DeviceKey { digest, label }))
+    }
+
     fn prior(&mut self) -> Result<Prior, DecodeError> {
         Ok(Prior {
             count: self.u32()?,
@@ -608,6 +675,7 @@ impl Request {
                 w.str(&v.code, MAX_CODE_LEN);
                 w.opt_str(v.rhost.as_deref());
                 w.str(&v.service, MAX_STR_LEN);
+                w.opt_key(v.key.as_ref());
                 w.finish()
             }
             Request::IsEnrolled { user } => {
@@ -663,6 +731,14 @@ impl Request {
                 w.0.push(u8::from(*replace));
                 w.finish()
             }
+            Request::Grace(g) => {
+                let mut w = Writer::new(GRACE_REQUEST);
+                w.str(&g.user, MAX_STR_LEN);
+                w.str(&g.rhost, MAX_STR_LEN);
+                w.opt_key(g.key.as_ref());
+                w.str(&g.service, MAX_STR_LEN);
+                w.finish()
+            }
         }
     }
 
@@ -692,6 +768,7 @@ impl Request {
                     code,
                     rhost: r.opt_str()?,
                     service: r.str()?,
+                    key: r.opt_key()?,
                 })
             }
             IS_ENROLLED => Request::IsEnrolled { user: r.str()? },
@@ -725,6 +802,12 @@ impl Request {
                 from_key: r.str()?,
                 replace: r.tag()?,
             },
+            GRACE_REQUEST => Request::Grace(GraceRequest {
+                user: r.str()?,
+                rhost: r.str()?,
+                key: r.opt_key()?,
+                service: r.str()?,
+            }),
             k => return Err(DecodeError::Kind(k)),
         };
         r.end()?;
@@ -815,6 +898,11 @@ impl Reply {
                 w.0.push(u8::from(*more || n < names.len()));
             }
             Reply::AlreadyEnrolled => w = Writer::new(ALREADY_ENROLLED),
+            Reply::Grace { since } => {
+                w = Writer::new(GRACE);
+                w.i64(*since);
+            }
+            Reply::NoGrace => w = Writer::new(NO_GRACE),
         }
         w.finish()
     }
@@ -876,6 +964,8 @@ impl Reply {
                 }
             }
             ALREADY_ENROLLED => Reply::AlreadyEnrolled,
+            GRACE => Reply::Grace { since: r.i64()? },
+            NO_GRACE => Reply::NoGrace,
             k => return Err(DecodeError::Kind(k)),
         };
         r.end()?;
@@ -946,6 +1036,7 @@ mod tests {
             code: Zeroizing::new(code.into()),
             rhost: Some("203.0.113.9".into()),
             service: "swaylock".into(),
+            key: None,
         })
     }
 
@@ -968,6 +1059,7 @@ mod tests {
         want.extend_from_slice(b"203.0.113.9");
         want.push(8);
         want.extend_from_slice(b"swaylock");
+        want.push(0);
         let n = (want.len() - 4) as u8;
         want[3] = n;
         assert_eq!(&f[..], &want[..]);
@@ -982,10 +1074,29 @@ mod tests {
                 code: Zeroizing::new(String::new()),
                 rhost: None,
                 service: String::new(),
+                key: Some(DeviceKey {
+                    digest: [7; 32],
+                    label: "ssh-ed25519 SHA256:abc".into(),
+                }),
             }),
             Request::IsEnrolled {
                 user: "carol".into(),
             },
+            Request::Grace(GraceRequest {
+                user: "dave".into(),
+                rhost: "192.0.2.1".into(),
+                key: None,
+                service: "sshd".into(),
+            }),
+            Request::Grace(GraceRequest {
+                user: "dave".into(),
+                rhost: String::new(),
+                key: Some(DeviceKey {
+                    digest: [0; 32],
+                    label: String::new(),
+                }),
+                service: "sshd".into(),
+            }),
         ];
         for r in reqs {
             assert_eq!(Request::decode(body(&r.encode())).unwrap(), r);
@@ -1030,6 +1141,8 @@ mod tests {
             Reply::Unavailable(Unavailable::Internal),
             Reply::Denied,
             Reply::BadRequest,
+            Reply::Grace { since: -1 },
+            Reply::NoGrace,
         ];
         for r in replies {
             assert_eq!(Reply::decode(body(&r.encode())).unwrap(), r, "{r:?}");
@@ -1138,6 +1251,10 @@ mod tests {
             code: Zeroizing::new("é".repeat(40)),
             rhost: Some("h".repeat(1000)),
             service: "s".repeat(256),
+            key: Some(DeviceKey {
+                digest: [1; 32],
+                label: "k".repeat(300),
+            }),
         });
         let f = r.encode();
         assert!(f.len() <= HEADER_LEN + MAX_FRAME_LEN);
@@ -1149,6 +1266,7 @@ mod tests {
         assert_eq!(*v.code, "é".repeat(32));
         assert_eq!(v.rhost.unwrap().len(), 255);
         assert_eq!(v.service.len(), 255);
+        assert_eq!(v.key.unwrap().label.len(), MAX_KEY_LABEL_LEN);
     }
 
     #[test]

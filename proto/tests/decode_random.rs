@@ -42,6 +42,10 @@ fn seeds() -> Vec<Vec<u8>> {
             code: Zeroizing::new("123456".into()),
             rhost: Some("192.0.2.7".into()),
             service: "i3lock".into(),
+            key: Some(proto::DeviceKey {
+                digest: [3; 32],
+                label: "ssh-ed25519 SHA256:x".into(),
+            }),
         }),
         Request::IsEnrolled { user: "bob".into() },
         Request::Enroll(proto::Enroll {
@@ -61,6 +65,12 @@ fn seeds() -> Vec<Vec<u8>> {
         Request::ListUsers {
             after: Some("a".into()),
         },
+        Request::Grace(proto::GraceRequest {
+            user: "carol".into(),
+            rhost: "192.0.2.8".into(),
+            key: None,
+            service: "sshd".into(),
+        }),
     ];
     let replies = [
         Reply::Accepted {

@@ -157,5 +157,6 @@ pub fn verify(user: &str, code: &str) -> Request {
         code: zeroize::Zeroizing::new(code.into()),
         rhost: Some("198.51.100.4".into()),
         service: "test".into(),
+        key: None,
     })
 }

@@ -262,6 +262,9 @@ fn status_and_list_show_times_past_year_9999_without_a_panic() {
             lockout_secs: 300,
             rhost: Some("192.0.2.9"),
             lockout_max_secs: 86400,
+            hotp_window: 10,
+            grace_secs: 0,
+            device: None,
         };
         let o = f
             .store()

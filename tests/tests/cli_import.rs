@@ -148,8 +148,7 @@ fn oath_usersfile_totp_users_with_their_digits_and_period() {
         format!(
             "# pam_oath usersfile\n\
              HOTP/T30/6 daemon - {hex6}\n\
-             HOTP/T60/8 bin - {hex8} 0\n\
-             HOTP sys - {hex6}\n"
+             HOTP/T60/8 bin - {hex8} 0\n"
         ),
     )
     .unwrap();
@@ -162,12 +161,8 @@ fn oath_usersfile_totp_users_with_their_digits_and_period() {
         ],
         b"",
     );
-    assert!(
-        r.stderr.contains("sys") && r.stderr.contains("HOTP"),
-        "{r:?}"
-    );
+    assert!(r.stdout.contains("2 user(s) imported"), "{r:?}");
     assert!(!r.stdout.contains(hex6) && !r.stderr.contains(hex6));
-    assert!(!has_files_for(&f.state_dir, "sys"));
     let store = f.store();
     assert!(accepted(&authenticate(
         &store,
@@ -273,4 +268,134 @@ fn a_secret_typed_at_a_terminal_is_not_echoed_and_echo_comes_back() {
     );
     let code = oathtool(&["--totp", "-b", secret]);
     assert!(accepted(&authenticate(&f.store(), "daemon", &code)));
+}
+
+/// `oathtool --hotp` for counter `counter` of a hex secret, `digits` long.
+fn hotp(hex: &str, digits: u8, counter: u64) -> String {
+    oathtool(&[
+        "--hotp",
+        "-d",
+        &digits.to_string(),
+        "-c",
+        &counter.to_string(),
+        hex,
+    ])
+}
+
+#[test]
+fn oath_usersfile_hotp_users_count_on_after_the_counter_pam_oath_accepted() {
+    let f = Fixture::new();
+    let hex6 = "3132333435363738393031323334353637383930";
+    let hex8 = "a1b2c3d4e5f60718293a4b5c6d7e8f9011223344";
+    let file = f.dir.path().join("users.oath");
+    // As pam_oath leaves it: `sys` last logged in with counter 41 (its OTP and time
+    // follow), `bin` never did (no counter field).
+    std::fs::write(
+        &file,
+        format!(
+            "HOTP\tsys\t-\t{hex6}\t41\t{}\t2024-01-02T03:04:05L\n\
+             HOTP/E/8 bin - {hex8}\n",
+            hotp(hex6, 6, 41)
+        ),
+    )
+    .unwrap();
+    let r = run_ok(
+        &f,
+        &[
+            "import",
+            "--from-oath-usersfile",
+            &file.display().to_string(),
+        ],
+        b"",
+    );
+    assert!(r.stdout.contains("2 user(s) imported"), "{r:?}");
+    assert!(
+        r.stdout.contains("HOTP, SHA1, 6 digits, next counter 42"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains(hex6) && !r.stderr.contains(hex6));
+    assert_root_0600(&f.state_dir.join("sys"));
+    let store = f.store();
+    // The code pam_oath accepted last, and any before it, never log in again.
+    for c in [41, 40, 35] {
+        assert!(
+            matches!(
+                authenticate(&store, "sys", &hotp(hex6, 6, c)),
+                Outcome::Replayed { .. }
+            ),
+            "counter {c}"
+        );
+    }
+    // The token's next presses do, once each, skipping ahead within hotp_window.
+    assert!(accepted(&authenticate(&store, "sys", &hotp(hex6, 6, 42))));
+    assert!(matches!(
+        authenticate(&store, "sys", &hotp(hex6, 6, 42)),
+        Outcome::Replayed { .. }
+    ));
+    assert!(accepted(&authenticate(&store, "sys", &hotp(hex6, 6, 50))));
+    assert!(!accepted(&authenticate(&store, "sys", &hotp(hex6, 6, 61))));
+    // `bin` starts at counter 0, with 8 digits.
+    let code = hotp(hex8, 8, 0);
+    assert_eq!(code.len(), 8);
+    assert!(accepted(&authenticate(&store, "bin", &code)));
+    let st = run_ok(&f, &["status", "--user", "sys", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["kind"], "HOTP");
+    assert_eq!(v["next_counter"], 51);
+    assert_eq!(v["period"], serde_json::Value::Null);
+    let st = run_ok(&f, &["status", "--user", "sys"], b"");
+    assert!(
+        st.stdout
+            .contains("yes (HOTP, SHA1, 6 digits, next counter 51)"),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn hotp_secret_from_standard_input_with_its_next_counter() {
+    let f = Fixture::new();
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let r = run_ok(
+        &f,
+        &[
+            "import",
+            "--user",
+            "daemon",
+            "--hotp",
+            "--counter",
+            "7",
+            "--secret-stdin",
+        ],
+        format!("{secret}\n").as_bytes(),
+    );
+    assert!(
+        r.stdout.contains("HOTP, SHA1, 6 digits, next counter 7"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    let store = f.store();
+    let code = |c: u64| oathtool(&["--hotp", "-b", "-c", &c.to_string(), secret]);
+    assert!(matches!(
+        authenticate(&store, "daemon", &code(6)),
+        Outcome::Replayed { .. }
+    ));
+    assert!(accepted(&authenticate(&store, "daemon", &code(7))));
+    assert!(matches!(
+        authenticate(&store, "daemon", &code(7)),
+        Outcome::Replayed { .. }
+    ));
+    let st = run_ok(&f, &["status", "--user", "daemon"], b"");
+    assert!(st.stdout.contains("next counter 8"), "{st:?}");
+    // A TOTP enrollment says so too.
+    run_ok(
+        &f,
+        &["import", "--user", "bin", "--secret-stdin"],
+        format!("{secret}\n").as_bytes(),
+    );
+    let st = run_ok(&f, &["status", "--user", "bin", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["period"].as_u64()),
+        (Some("TOTP"), Some(30))
+    );
 }

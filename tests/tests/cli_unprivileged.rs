@@ -331,6 +331,8 @@ fn forbidden_options_and_commands_are_refused_and_change_nothing() {
         vec!["import", "--from-oath-usersfile", "/etc/passwd"],
         vec!["unlock", "--user", a],
         vec!["unlock", "--user", b],
+        vec!["forget-devices", "--user", b],
+        vec!["import", "--user", a, "--hotp", "--secret-stdin"],
         vec!["list"],
         vec!["list", "--json"],
         vec!["rekey"],
@@ -564,4 +566,216 @@ fn enrollment_by_a_plain_user_needs_a_terminal() {
     assert_eq!(r.status, Some(1), "{r:?}");
     assert!(r.stderr.contains("not a terminal"), "{r:?}");
     assert_eq!(fs::read_dir(STATE_DIR).unwrap().count(), 0);
+}
+
+#[test]
+fn a_plain_user_forgets_their_own_devices_without_a_code() {
+    if e2e_support::rerun_in_private_root("a_plain_user_forgets_their_own_devices_without_a_code") {
+        return;
+    }
+    let w = world();
+    let alice = TestUser::create("cu");
+    let (secret, _) = w.enroll(&alice);
+    let device = common::DeviceIdentity::new(Some("192.0.2.7"), None).unwrap();
+    let req = common::AuthRequest {
+        grace_secs: 600,
+        device: Some(&device),
+        ..request()
+    };
+    let code = code_now(&secret, &OtpParams::default());
+    let o = w
+        .paths
+        .store()
+        .authenticate(&name(&alice), &code, &req)
+        .unwrap();
+    assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+    let devices = |w: &World| {
+        w.paths
+            .store()
+            .status(&name(&alice))
+            .unwrap()
+            .unwrap()
+            .counters
+            .devices
+            .len()
+    };
+    assert_eq!(devices(&w), 1);
+    let r = w.run_as(&alice, &["status"], b"");
+    assert!(r.stdout.contains("remembered devices:  1"), "{r:?}");
+    let r = w.run_as(&alice, &["forget-devices"], b"");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    assert!(
+        r.stdout.contains("1 remembered device(s) forgotten"),
+        "{r:?}"
+    );
+    assert_eq!(devices(&w), 0);
+}
+
+/// Pids of running copies of `exe`.
+fn pids_of(exe: &Path) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| fs::read_link(e.path().join("exe")).is_ok_and(|p| p == exe))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Whether process `pid` holds an flock on the file at `path` (from its fdinfo).
+fn holds_flock(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| e.ok()).any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|p| p == path)
+            && fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .is_ok_and(|info| {
+                info.lines()
+                    .any(|l| l.starts_with("lock:") && l.contains("FLOCK"))
+            })
+    })
+}
+
+/// A child and the pids it started, killed on drop (a failed test leaves no stopped
+/// process holding a lock).
+struct Reaped(std::process::Child, Vec<u32>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        for &p in &self.1 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 10: a plain user who stops their own `totp-enroll` while it holds their lock must
+/// not stall root's `rekey` and `list` (nor their own logins). To hold the lock long enough
+/// to aim at, the program runs under strace (as root), which delays the return of its
+/// flock(2) by a few seconds; the user then sends SIGSTOP and SIGTSTP to it as themselves,
+/// and root sends SIGTSTP as the terminal would for ^Z.
+#[test]
+fn a_user_cannot_freeze_their_own_lock() {
+    if e2e_support::rerun_in_private_root("a_user_cannot_freeze_their_own_lock") {
+        return;
+    }
+    e2e_support::require("/usr/bin/strace");
+    let w = world();
+    let alice = TestUser::create("cu");
+    let (secret, _) = w.enroll(&alice);
+    let bin = w.bin.path();
+    let counters = Path::new(STATE_DIR).join(format!(".{}.counters", alice.name));
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=flock",
+        "-e",
+        "inject=flock:delay_exit=4000000:when=1",
+        "setpriv",
+        &format!("--reuid={}", alice.uid),
+        &format!("--regid={}", alice.gid),
+        "--init-groups",
+        "--",
+        bin.to_str().unwrap(),
+        "status",
+    ]);
+    let mut child = Reaped(
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Vec::new(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pid = loop {
+        if let Some(p) = pids_of(&bin)
+            .into_iter()
+            .find(|&p| holds_flock(p, &counters))
+        {
+            child.1.push(p);
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "totp-enroll never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    // The user's own signals: without the fix kill(1) succeeds and the program stays
+    // stopped holding the lock.
+    for sig in ["-STOP", "-TSTP"] {
+        let r = run_with_timeout(
+            alice.command("kill", &[sig, &pid.to_string()]),
+            b"",
+            TIMEOUT,
+        );
+        assert!(
+            !r.success(),
+            "{} could signal it ({sig}): {r:?}",
+            alice.name
+        );
+    }
+    // ^Z at the user's terminal: the kernel sends SIGTSTP with no uid check, as root's
+    // kill does here. It must wait until the lock is released.
+    let pid_t = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid_t, nix::sys::signal::Signal::SIGTSTP).unwrap();
+    // Root's rekey and list finish, with no key.new left behind.
+    let rekey = run_with_timeout(
+        e2e_support::cmd(bin.to_str().unwrap(), &["rekey"]),
+        b"",
+        std::time::Duration::from_secs(60),
+    );
+    assert!(rekey.success(), "{rekey:?}");
+    assert!(!Path::new(&format!("{KEY_FILE}.new")).exists());
+    let list = run_with_timeout(
+        e2e_support::cmd(bin.to_str().unwrap(), &["list"]),
+        b"",
+        std::time::Duration::from_secs(60),
+    );
+    assert!(list.success(), "{list:?}");
+    assert!(list.stdout.contains(&alice.name), "{list:?}");
+    assert!(!list.stdout.contains("error"), "{list:?}");
+    // The stop it kept pending takes effect after the locked work: let it go on.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        let _ = nix::sys::signal::kill(pid_t, nix::sys::signal::Signal::SIGCONT);
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "status: {status:?} {out}");
+    // And the user still logs in, under the new key.
+    let service = EtcPamService::new(
+        "cliu",
+        &format!(
+            "auth required {}\naccount required pam_permit.so\n",
+            module_path().display()
+        ),
+    );
+    let login = pamtester(
+        &service.name,
+        &alice.name,
+        format!("{}\n", code_now(&secret, &OtpParams::default())).as_bytes(),
+        None,
+    );
+    assert!(login.success(), "{login:?}");
 }

@@ -35,15 +35,19 @@ const DAEMON: &str = "/usr/sbin/pam_totpd";
 const SOCKET_WANTS: &str = "/etc/systemd/system/sockets.target.wants/pam_totpd.socket";
 
 /// Every key of SPEC's config file section.
-const CONFIG_KEYS: [&str; 16] = [
+const CONFIG_KEYS: [&str; 20] = [
     "state_dir",
     "key_file",
     "nullok",
     "window",
     "max_failures",
     "lockout_secs",
+    "lockout_max_secs",
     "echo",
     "debug",
+    "hotp_window",
+    "grace_secs",
+    "forward_pass",
     "issuer",
     "algorithm",
     "digits",
@@ -635,6 +639,9 @@ fn docs_describe_every_config_key() {
         "lockout_secs=",
         "echo",
         "debug",
+        "hotp_window=",
+        "grace_secs=",
+        "forward_pass",
     ] {
         assert!(man8.contains(option), "pam_totp(8) lacks {option}");
     }

@@ -150,6 +150,39 @@ fn same_code_from_32_processes_is_accepted_exactly_once_in_every_round() {
 }
 
 #[test]
+fn same_hotp_code_from_32_processes_is_accepted_exactly_once_in_every_round() {
+    use common::{hotp, Algorithm, OtpParams, UserName};
+    let f = Fixture::new();
+    let svc = f.etc_service("hotprace", "max_failures=0");
+    let params = OtpParams::hotp(Algorithm::SHA1, 6).unwrap();
+    let user = "hotprace";
+    f.enroll_with(user, f.secret(), params, 0);
+    let mut last = None;
+    // Each round presses the token a few times ahead, within hotp_window (10).
+    for (round, counter) in [0u64, 3, 4, 9, 18].into_iter().enumerate() {
+        let code = hotp::code_at(&f.secret(), &params, counter);
+        let results = race(&svc.name, user, &code);
+        let winners = results.iter().filter(|r| r.0 == Some(0)).count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        for (status, _, err) in results.iter().filter(|r| r.0 != Some(0)) {
+            assert_eq!(*status, Some(1), "round {round}: {err}");
+            assert!(
+                err.contains("already used"),
+                "round {round}: a loser must see the replay refusal: {err}"
+            );
+        }
+        let status = f
+            .store()
+            .status(&UserName::parse(user).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.counters.last_counter, Some(counter), "round {round}");
+        assert!(last < Some(counter));
+        last = Some(counter);
+    }
+}
+
+#[test]
 fn a_login_waiting_at_the_prompt_holds_no_lock() {
     let f = Fixture::new();
     f.enroll("patient", 0);

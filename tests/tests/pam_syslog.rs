@@ -201,3 +201,31 @@ fn decisions_are_logged_to_authpriv_with_service_user_and_rhost_never_the_code()
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].1.contains("user=evil\\nFAKE"), "{lines:?}");
 }
+
+#[test]
+fn a_grace_login_is_logged_as_one() {
+    let f = Fixture::new();
+    f.enroll("gracie", 0);
+    let log = Listener::new(f.dir.path());
+    let svc = f.etc_service("loggrace", "grace_secs=600");
+    let rhost = "198.51.100.5";
+    while now() % 30 >= 27 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(log
+        .pamtester(&svc.name, "gracie", &f.code_at(now()), rhost)
+        .success());
+    log.drain();
+    let r = log.pamtester(&svc.name, "gracie", "", rhost);
+    assert!(
+        r.success() && !r.stderr.contains("Verification code"),
+        "{r:?}"
+    );
+    let lines = log.drain();
+    let notices = with(&lines, AUTHPRIV | NOTICE);
+    let who = format!("service={} user=gracie rhost={rhost}", svc.name);
+    assert!(
+        notices.len() == 1 && notices[0].contains("grace login") && notices[0].contains(&who),
+        "{lines:?}"
+    );
+}

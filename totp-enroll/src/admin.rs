@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use common::{Status, UserName};
+use common::{Device, OtpKind, Status, UserName};
 
 use crate::enroll::{block_keyboard_signals, confirm_current_code, print_recovery_codes};
 use crate::failure::Failure;
@@ -16,18 +16,19 @@ pub fn status(ctx: &Ctx, user: Option<&UserName>, json: bool) -> Result<(), Fail
     let status = ctx.root(|| store.status(&user))?;
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", status_json(&user, status.as_ref(), now()))?;
+        let grace = ctx.config.grace_secs;
+        writeln!(out, "{}", status_json(&user, status.as_ref(), now(), grace))?;
         return Ok(());
     }
     match status {
         None => writeln!(out, "{user}: not enrolled")?,
-        Some(s) => write_status(&mut out, &s, now())?,
+        Some(s) => write_status(&mut out, &s, now(), ctx.config.grace_secs)?,
     }
     Ok(())
 }
 
 /// Every field a script may want; times as unix seconds. Never the secret.
-fn status_json(user: &UserName, s: Option<&Status>, now: i64) -> Value {
+fn status_json(user: &UserName, s: Option<&Status>, now: i64, grace_secs: u64) -> Value {
     let Some(s) = s else {
         return json!({ "user": user.as_str(), "enrolled": false });
     };
@@ -35,9 +36,13 @@ fn status_json(user: &UserName, s: Option<&Status>, now: i64) -> Value {
     json!({
         "user": s.user.as_str(),
         "enrolled": true,
+        "kind": s.params.kind().as_str(),
         "algorithm": s.params.algorithm().as_str(),
         "digits": s.params.digits(),
-        "period": s.params.period(),
+        // An HOTP token has no period, and a next counter instead.
+        "period": s.params.kind().is_totp().then_some(s.params.period()),
+        "next_counter": (!s.params.kind().is_totp())
+            .then(|| common::hotp::next_counter(c.last_counter)),
         "created": s.created,
         "last_used": c.last_used,
         "last_counter": c.last_counter,
@@ -48,20 +53,55 @@ fn status_json(user: &UserName, s: Option<&Status>, now: i64) -> Value {
         "rejected_since_success": c.rejected_since_success,
         "last_rejected_rhost": c.last_rejected_rhost.as_deref().map(common::counters::clean_rhost),
         "last_rejected_at": c.last_rejected_at,
+        "devices": c.devices.iter().map(|d| device_json(d, grace_secs)).collect::<Vec<_>>(),
     })
 }
 
-fn write_status(out: &mut impl Write, s: &Status, now: i64) -> Result<(), Failure> {
+/// A remembered device: where from, which key, since when, and until when the
+/// configuration's `grace_secs` lets it in (null where that is off: a module option may
+/// still set it).
+fn device_json(d: &Device, grace_secs: u64) -> Value {
+    json!({
+        "rhost": common::counters::clean_rhost(&d.rhost),
+        "key": d.key.as_deref().map(common::device::clean_label),
+        "since": d.since,
+        "until": grace_until(d, grace_secs),
+    })
+}
+
+fn grace_until(d: &Device, grace_secs: u64) -> Option<i64> {
+    (grace_secs > 0).then(|| {
+        d.since
+            .saturating_add(i64::try_from(grace_secs).unwrap_or(i64::MAX))
+    })
+}
+
+fn write_status(
+    out: &mut impl Write,
+    s: &Status,
+    now: i64,
+    grace_secs: u64,
+) -> Result<(), Failure> {
     let c = &s.counters;
     let when = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), format_time);
     writeln!(out, "user:                {}", s.user)?;
-    writeln!(
-        out,
-        "enrolled:            yes ({}, {} digits, {} s)",
-        s.params.algorithm(),
-        s.params.digits(),
-        s.params.period()
-    )?;
+    let p = &s.params;
+    match p.kind() {
+        OtpKind::Totp => writeln!(
+            out,
+            "enrolled:            yes (TOTP, {}, {} digits, {} s)",
+            p.algorithm(),
+            p.digits(),
+            p.period()
+        )?,
+        OtpKind::Hotp => writeln!(
+            out,
+            "enrolled:            yes (HOTP, {}, {} digits, next counter {})",
+            p.algorithm(),
+            p.digits(),
+            common::hotp::next_counter(c.last_counter)
+        )?,
+    }
     writeln!(out, "created:             {}", format_time(s.created))?;
     writeln!(out, "last used:           {}", when(c.last_used))?;
     writeln!(out, "failures:            {}", c.failures)?;
@@ -70,6 +110,20 @@ fn write_status(out: &mut impl Write, s: &Status, now: i64) -> Result<(), Failur
         None => writeln!(out, "locked:              no")?,
     }
     writeln!(out, "recovery codes left: {}", s.recovery_codes_left)?;
+    writeln!(out, "remembered devices:  {}", c.devices.len())?;
+    for d in &c.devices {
+        let key = d.key.as_deref().map_or_else(String::new, |k| {
+            format!(" with key {}", common::device::clean_label(k))
+        });
+        let until = grace_until(d, grace_secs)
+            .map_or_else(String::new, |t| format!(", until {}", format_time(t)));
+        writeln!(
+            out,
+            "  {}{key}: since {}{until}",
+            common::counters::clean_rhost(&d.rhost),
+            format_time(d.since)
+        )?;
+    }
     if c.rejected_since_success > 0 {
         writeln!(
             out,
@@ -124,6 +178,16 @@ pub fn recovery_codes(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure>
     Ok(())
 }
 
+/// Forgets the devices remembered for `grace_secs`. Only takes access away, so a user
+/// needs no code for their own account.
+pub fn forget_devices(ctx: &Ctx, user: Option<&UserName>) -> Result<(), Failure> {
+    let user = ctx.target(user)?;
+    let store = ctx.store(false)?;
+    let n = ctx.root(|| store.forget_devices(&user))?;
+    say!("{user}: {n} remembered device(s) forgotten.");
+    Ok(())
+}
+
 pub fn unlock(ctx: &Ctx, user: &UserName) -> Result<(), Failure> {
     let store = ctx.store(false)?;
     ctx.root(|| store.unlock(user))?;
@@ -142,7 +206,7 @@ pub fn list(ctx: &Ctx, json: bool) -> Result<(), Failure> {
         match status {
             Ok(s) => {
                 if json {
-                    rows.push(status_json(&s.user, Some(s), now));
+                    rows.push(status_json(&s.user, Some(s), now, ctx.config.grace_secs));
                 } else {
                     let locked = s
                         .counters
@@ -216,7 +280,9 @@ pub fn rekey(ctx: &Ctx) -> Result<(), Failure> {
     );
     if !failed.is_empty() {
         return Err(Failure::System(format!(
-            "{} state file(s) still hold the old key as well; fix them and run rekey again",
+            "{} state file(s) were not moved to the new key alone (see above): one that \
+             opened still holds the old key as well (run rekey again once fixed), one that \
+             did not open was left as it was",
             failed.len()
         )));
     }

@@ -152,6 +152,12 @@ pub enum Command {
         #[arg(long, value_name = "NAME", value_parser = user_name)]
         user: UserName,
     },
+    /// Forget the devices remembered for grace_secs (another account's: root only)
+    ForgetDevices {
+        /// Another account (root only)
+        #[arg(long, value_name = "NAME", value_parser = user_name)]
+        user: Option<UserName>,
+    },
     /// Every enrolled account with its status (root only)
     List {
         /// Machine-readable output
@@ -179,7 +185,8 @@ impl Command {
         match self {
             Command::Status { user, .. }
             | Command::Disable { user }
-            | Command::RecoveryCodes { user } => user.as_ref(),
+            | Command::RecoveryCodes { user }
+            | Command::ForgetDevices { user } => user.as_ref(),
             Command::Import(a) => a.user.as_ref(),
             Command::Unlock { user } => Some(user),
             Command::List { .. } | Command::Rekey => None,
@@ -213,7 +220,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub from_google_authenticator: Option<PathBuf>,
 
-    /// Migrate the TOTP users of a pam_oath usersfile (HOTP lines are skipped)
+    /// Migrate the users of a pam_oath usersfile: TOTP, and HOTP with their counters
+    /// (counting on after the last counter pam_oath accepted)
     #[arg(long, value_name = "FILE")]
     pub from_oath_usersfile: Option<PathBuf>,
 
@@ -226,6 +234,15 @@ pub struct ImportArgs {
     /// The host key that sealed the states of --from-state-dir
     #[arg(long, value_name = "FILE", value_parser = absolute_path, requires = "from_state_dir")]
     pub from_key_file: Option<PathBuf>,
+    /// The secret from standard input is an HOTP (counter-based, RFC 4226) token's, e.g.
+    /// a hardware token
+    #[arg(long, requires = "secret_stdin", conflicts_with = "period")]
+    pub hotp: bool,
+
+    /// With --hotp: the token's next counter, the one its next code is made from
+    /// [default: 0]
+    #[arg(long, value_name = "N", requires = "hotp", value_parser = clap::value_parser!(u64).range(0..=common::hotp::MAX_COUNTER + 1))]
+    pub counter: Option<u64>,
 
     /// Algorithm of the secret from standard input [default: the config's, SHA1]
     #[arg(long, conflicts_with_all = ["from_google_authenticator", "from_oath_usersfile", "from_state_dir"], value_parser = algorithm)]
@@ -343,6 +360,36 @@ mod tests {
                 "8",
             ][..],
             &["totp-enroll", "status", "--user", "../etc"][..],
+            &["totp-enroll", "import", "--user", "bob", "--hotp"][..],
+            &[
+                "totp-enroll",
+                "import",
+                "--user",
+                "bob",
+                "--secret-stdin",
+                "--counter",
+                "3",
+            ][..],
+            &[
+                "totp-enroll",
+                "import",
+                "--user",
+                "bob",
+                "--secret-stdin",
+                "--hotp",
+                "--period",
+                "60",
+            ][..],
+            &[
+                "totp-enroll",
+                "import",
+                "--user",
+                "bob",
+                "--secret-stdin",
+                "--hotp",
+                "--counter",
+                "-1",
+            ][..],
             &["totp-enroll", "--state-dir", "relative"][..],
             &["totp-enroll", "unlock"][..],
             &["totp-enroll", "--qr", "sixel"][..],

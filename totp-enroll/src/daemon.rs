@@ -20,11 +20,16 @@ pub struct Daemon {
     pub timeout: Duration,
 }
 
-fn algorithm(a: Algorithm) -> u8 {
-    match a {
+/// The algorithm byte of `params` as sent ([`proto::HOTP`] set for an HOTP enrollment).
+fn algorithm(params: &OtpParams) -> u8 {
+    let a = match params.algorithm() {
         Algorithm::SHA1 => 0,
         Algorithm::SHA256 => 1,
         Algorithm::SHA512 => 2,
+    };
+    match params.kind() {
+        common::OtpKind::Totp => a,
+        common::OtpKind::Hotp => a | proto::HOTP,
     }
 }
 
@@ -81,6 +86,7 @@ impl Daemon {
                 user: user.to_string(),
                 code: Zeroizing::new(input.to_owned()),
                 rhost: None,
+                key: None,
                 service: "totp-enroll".into(),
             }))? {
                 Reply::Accepted { step, prior: p } => Outcome::Accepted {
@@ -147,7 +153,7 @@ impl Daemon {
         let req = Request::Enroll(proto::Enroll {
             user: e.user.to_string(),
             secret: e.secret.to_base32(),
-            algorithm: algorithm(e.params.algorithm()),
+            algorithm: algorithm(&e.params),
             digits: e.params.digits(),
             period: e.params.period(),
             last_counter: e.last_counter.map(|s| s.0),
@@ -208,15 +214,20 @@ impl Daemon {
             Reply::AlreadyEnrolled => return Err(Error::AlreadyEnrolled(user.clone())),
             r => return Err(self.unexpected(r)),
         };
-        let alg = match s.algorithm {
+        let alg = match s.algorithm & !proto::HOTP {
             0 => Algorithm::SHA1,
             1 => Algorithm::SHA256,
             2 => Algorithm::SHA512,
             a => return Err(self.unavailable(format!("unknown algorithm {a}"))),
         };
+        let params = if s.algorithm & proto::HOTP != 0 {
+            OtpParams::hotp(alg, s.digits)?
+        } else {
+            OtpParams::new(alg, s.digits, s.period)?
+        };
         Ok(Some(common::Status {
             user: user.clone(),
-            params: OtpParams::new(alg, s.digits, s.period)?,
+            params,
             created: s.created,
             counters: Counters {
                 last_used: s.last_used,
@@ -228,6 +239,8 @@ impl Daemon {
                 last_rejected_at: s.last_rejected_at,
                 recovery_used: 0,
                 lockouts: s.lockouts,
+                // Not carried by the daemon's status reply (yet).
+                devices: Vec::new(),
             },
             recovery_codes_left: s.recovery_codes_left as usize,
         }))

@@ -193,7 +193,7 @@ pub fn confirm_current_code(ctx: &Ctx, store: &Store, user: &UserName) -> Result
             Outcome::NotEnrolled => {
                 return Err(Failure::refused(format!("{user} is not enrolled")))
             }
-            Outcome::Replayed { .. } => "that code was already used; wait for the next one",
+            Outcome::Replayed { .. } => "that code was already used; use the next one",
             Outcome::Rejected { .. } => "wrong code",
         };
         if left > 0 {

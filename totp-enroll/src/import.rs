@@ -12,7 +12,9 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use zeroize::Zeroizing;
 
-use common::{Enrollment, Error, OtpParams, RecoveryCodes, TimeStep, TotpSecret, UserName};
+use common::{
+    Enrollment, Error, OtpKind, OtpParams, RecoveryCodes, TimeStep, TotpSecret, UserName,
+};
 
 use crate::Store;
 
@@ -74,22 +76,52 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<(), Failure> {
     let text = crate::term::read_secret()?;
     let secret = TotpSecret::from_base32(text.trim())?;
     let d = ctx.config.params;
-    let params = OtpParams::new(
-        args.algorithm.unwrap_or(d.algorithm()),
-        args.digits.unwrap_or(d.digits()),
-        args.period.unwrap_or(d.period()),
+    let algorithm = args.algorithm.unwrap_or(d.algorithm());
+    let digits = args.digits.unwrap_or(d.digits());
+    let (params, last_counter) = if args.hotp {
+        // The counter given is the next one: the last used is the one before it.
+        let next = args.counter.unwrap_or(0);
+        (OtpParams::hotp(algorithm, digits)?, next.checked_sub(1))
+    } else {
+        let period = args.period.unwrap_or(d.period());
+        (OtpParams::new(algorithm, digits, period)?, None)
+    };
+    let codes = enroll(
+        ctx,
+        &store,
+        &user,
+        secret,
+        params,
+        last_counter,
+        args.replace,
     )?;
-    let codes = enroll(ctx, &store, &user, secret, params, args.replace)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "Imported {user} (TOTP, {}, {} digits, {} s).\n",
-        params.algorithm(),
-        params.digits(),
-        params.period()
+        "Imported {user} ({}).\n",
+        describe(&params, last_counter)
     )?;
     print_recovery_codes(&mut out, &codes)?;
     Ok(())
+}
+
+/// How an imported token is described: kind, algorithm, digits, and the period or the
+/// next counter.
+fn describe(params: &OtpParams, last_counter: Option<u64>) -> String {
+    match params.kind() {
+        OtpKind::Totp => format!(
+            "TOTP, {}, {} digits, {} s",
+            params.algorithm(),
+            params.digits(),
+            params.period()
+        ),
+        OtpKind::Hotp => format!(
+            "HOTP, {}, {} digits, next counter {}",
+            params.algorithm(),
+            params.digits(),
+            common::hotp::next_counter(last_counter)
+        ),
+    }
 }
 
 fn enroll(
@@ -98,6 +130,7 @@ fn enroll(
     user: &UserName,
     secret: TotpSecret,
     params: OtpParams,
+    last_counter: Option<u64>,
     replace: bool,
 ) -> Result<crate::ShownCodes, Failure> {
     let count = ctx.config.recovery_codes;
@@ -105,7 +138,7 @@ fn enroll(
         user: user.clone(),
         secret,
         params,
-        last_counter: None,
+        last_counter: last_counter.map(TimeStep),
         recovery: RecoveryCodes::Generate(count),
         replace,
         now: crate::now(),
@@ -247,15 +280,17 @@ pub fn parse_google_authenticator(text: &str, now: i64) -> Result<GoogleAuthenti
     })
 }
 
-/// One TOTP line of a pam_oath usersfile.
+/// One line of a pam_oath usersfile that can be imported.
 pub struct OathUser {
     pub line: usize,
     pub user: String,
     pub secret: TotpSecret,
     pub params: OtpParams,
+    /// HOTP: the counter pam_oath last accepted (its COUNTER field), if the line has one.
+    pub last_counter: Option<u64>,
 }
 
-/// What a usersfile holds: TOTP users, and warnings for lines skipped.
+/// What a usersfile holds: its users, and warnings for lines skipped.
 pub struct OathFile {
     pub users: Vec<OathUser>,
     pub warnings: Vec<String>,
@@ -265,7 +300,9 @@ pub struct OathFile {
 
 /// Parses a pam_oath usersfile: `TYPE USER PIN HEXSECRET [COUNTER [LASTOTP TIME]]`, where
 /// TYPE is `HOTP[/E|/T<period>][/<digits>]` (`HOTP/T30/6`, `HOTP/T60`, `HOTP/E/8`, ...).
-/// Only `/T` types are time-based; the rest are skipped with a warning.
+/// `/T` types are time-based; the others are counter-based, and pam_oath writes the
+/// counter it last accepted into COUNTER, so the import counts on after it (a line
+/// without COUNTER starts at 0).
 pub fn parse_oath_usersfile(text: &str) -> OathFile {
     let mut f = OathFile {
         users: Vec::new(),
@@ -307,12 +344,17 @@ pub fn parse_oath_usersfile(text: &str) -> OathFile {
             f.errors += 1;
             continue;
         }
-        let Some(params) = params else {
-            f.warnings.push(format!(
-                "line {n}: {user}: counter-based (HOTP) token skipped: only time-based \
-                 tokens can be imported"
-            ));
-            continue;
+        let (params, last_counter) = match params {
+            Some(p) => (p, None),
+            None => match fields.get(4).map(|c| parse_oath_counter(c)) {
+                None => (hotp_params(kind), None),
+                Some(Ok(c)) => (hotp_params(kind), Some(c)),
+                Some(Err(e)) => {
+                    f.warnings.push(format!("line {n}: {user}: {e}, skipped"));
+                    f.errors += 1;
+                    continue;
+                }
+            },
         };
         let secret = match raw.and_then(TotpSecret::from_bytes) {
             Ok(s) => s,
@@ -339,12 +381,33 @@ pub fn parse_oath_usersfile(text: &str) -> OathFile {
             user: user.to_owned(),
             secret,
             params,
+            last_counter,
         });
     }
     f
 }
 
-/// `Ok(None)` for a counter-based type.
+/// A usersfile's COUNTER field: decimal, at most [`common::hotp::MAX_COUNTER`].
+fn parse_oath_counter(field: &str) -> Result<u64, String> {
+    field
+        .parse::<u64>()
+        .ok()
+        .filter(|c| *c <= common::hotp::MAX_COUNTER)
+        .ok_or_else(|| "the counter field is not a counter".to_owned())
+}
+
+/// The HOTP parameters of a counter-based type ([`parse_oath_type`] gave `Ok(None)`, so
+/// its digits are valid).
+fn hotp_params(kind: &str) -> OtpParams {
+    let digits = kind
+        .split('/')
+        .skip(1)
+        .find_map(|p| p.parse::<u8>().ok())
+        .unwrap_or(6);
+    OtpParams::hotp(common::Algorithm::SHA1, digits).unwrap_or_default()
+}
+
+/// `Ok(None)` for a counter-based type (whose digits are then valid).
 fn parse_oath_type(kind: &str) -> Result<Option<OtpParams>, String> {
     let mut parts = kind.split('/');
     if !parts
@@ -370,7 +433,9 @@ fn parse_oath_type(kind: &str) -> Result<Option<OtpParams>, String> {
         }
     }
     let Some(period) = period else {
-        return Ok(None);
+        return OtpParams::hotp(common::Algorithm::SHA1, digits)
+            .map(|_| None)
+            .map_err(|e| format!("token type: {e}"));
     };
     OtpParams::new(common::Algorithm::SHA1, digits, period)
         .map(Some)
@@ -418,7 +483,7 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
                     user: name,
                     secret: u.secret,
                     params: u.params,
-                    last_counter: None,
+                    last_counter: u.last_counter.map(TimeStep),
                     recovery: RecoveryCodes::Keep(Vec::new()),
                     replace: args.replace,
                     now: crate::now(),
@@ -430,12 +495,10 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
             Ok(()) => {
                 imported += 1;
                 say!(
-                    "Imported {} (TOTP, {}, {} digits, {} s); no recovery codes yet: the user \
-                     can make them with `totp-enroll recovery-codes`.",
+                    "Imported {} ({}); no recovery codes yet: the user can make them with \
+                     `totp-enroll recovery-codes`.",
                     u.user,
-                    u.params.algorithm(),
-                    u.params.digits(),
-                    u.params.period()
+                    describe(&u.params, u.last_counter)
                 );
             }
             Err(e @ Failure::System(_)) => return Err(e),
@@ -447,9 +510,7 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
     }
     if let Some(want) = &args.user {
         if !found {
-            return Err(Failure::refused(format!(
-                "{where_}: no time-based token for {want}"
-            )));
+            return Err(Failure::refused(format!("{where_}: no token for {want}")));
         }
     }
     say!("{imported} user(s) imported from {where_}.");
@@ -591,17 +652,34 @@ mod tests {
                     HOTP/T30 erin - 31323\n\
                     HOTP/T30 frank -\n\
                     XOTP/T30 gina - 3132333435363738393031323334353637383930\n\
-                    HOTP/T30/9 hal - 3132333435363738393031323334353637383930\n";
+                    HOTP/T30/9 hal - 3132333435363738393031323334353637383930\n\
+                    HOTP ivan - 3132333435363738393031323334353637383930 41 359152 \
+                    2024-01-02T03:04:05L\n\
+                    HOTP jack - 3132333435363738393031323334353637383930 x\n\
+                    HOTP/E/9 kim - 3132333435363738393031323334353637383930\n";
         let f = parse_oath_usersfile(text);
-        let users: Vec<(&str, u8, u32)> = f
+        let users: Vec<(&str, OtpKind, u8, Option<u64>)> = f
             .users
             .iter()
-            .map(|u| (u.user.as_str(), u.params.digits(), u.params.period()))
+            .map(|u| {
+                let p = u.params;
+                (u.user.as_str(), p.kind(), p.digits(), u.last_counter)
+            })
             .collect();
-        assert_eq!(users, [("alice", 6, 30), ("bob", 8, 60)]);
+        assert_eq!(
+            users,
+            [
+                ("alice", OtpKind::Totp, 6, None),
+                ("bob", OtpKind::Totp, 8, None),
+                ("carol", OtpKind::Hotp, 6, None),
+                ("dave", OtpKind::Hotp, 8, None),
+                ("ivan", OtpKind::Hotp, 6, Some(41)),
+            ]
+        );
+        assert_eq!(f.users[1].params.period(), 60);
         assert_eq!(f.users[0].secret.as_bytes(), b"12345678901234567890");
-        assert_eq!(f.errors, 4, "{:?}", f.warnings);
-        // bob's PIN, carol's and dave's HOTP, alice's second token, four bad lines.
+        assert_eq!(f.errors, 6, "{:?}", f.warnings);
+        // bob's PIN, alice's second token, six bad lines.
         assert_eq!(f.warnings.len(), 8, "{:?}", f.warnings);
         assert!(f.warnings.iter().all(|w| !w.contains("3132")));
     }

@@ -84,6 +84,7 @@ fn run() -> Result<(), Failure> {
         Some(Command::RecoveryCodes { user }) => admin::recovery_codes(&ctx, user.as_ref()),
         Some(Command::Import(args)) => import::run(&ctx, args),
         Some(Command::Unlock { user }) => admin::unlock(&ctx, user),
+        Some(Command::ForgetDevices { user }) => admin::forget_devices(&ctx, user.as_ref()),
         Some(Command::List { json }) => admin::list(&ctx, *json),
         Some(Command::Rekey) => admin::rekey(&ctx),
     }
@@ -307,6 +308,14 @@ impl Store {
         match self {
             Store::Local(l) => common::login::unlock(&l.backend, &l.keys, user),
             Store::Daemon(d) => d.unlock(user),
+        }
+    }
+    pub fn forget_devices(&self, user: &UserName) -> common::Result<usize> {
+        match self {
+            Store::Local(l) => common::login::forget_devices(&l.backend, &l.keys, user),
+            Store::Daemon(_) => Err(common::Error::Config(
+                "forget-devices on a fleet (backend = \"etcd\") is not supported yet".into(),
+            )),
         }
     }
     pub fn list(&self) -> common::Result<Vec<common::PerUser<common::Status>>> {

@@ -7,10 +7,17 @@
 //! root only as the saved uid, so that the terminal, argument parsing and rendering run
 //! with the caller's rights, and [`Privileges::as_root`] raises them for one call into
 //! `common`.
+//!
+//! Around that call the process is wholly root (real, effective and saved uid 0), with the
+//! terminal's stop signals blocked: the caller can then neither signal it (kill(2) needs a
+//! matching real or saved uid) nor stop it from the terminal, so a user cannot freeze it
+//! while it holds their lock in the state directory, which would stall `rekey`, `list` and
+//! their own logins. Every decision is made from the real uid captured at start.
 
 use nix::sys::prctl;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{getegid, geteuid, getgid, getuid, setegid, seteuid, Gid, Uid, User};
+use nix::unistd::{getegid, geteuid, getgid, getuid, setegid, setresuid, Gid, Uid, User};
 
 use crate::failure::Failure;
 
@@ -80,14 +87,27 @@ impl Privileges {
         })
     }
 
-    /// Runs `f` with effective uid and gid 0 (files it creates are root's), then lowers them
-    /// again, also if `f` panics. Without the setuid bit (a plain user running an uninstalled
-    /// build) `f` runs with the caller's rights and fails on the root-owned files.
+    /// Runs `f` as root (real, effective and saved uid 0, effective gid 0; files it creates
+    /// are root's) with SIGTSTP, SIGTTIN and SIGTTOU blocked, then lowers the ids and
+    /// restores the signal mask, also if `f` panics. Without the setuid bit (a plain user
+    /// running an uninstalled build) `f` runs with the caller's rights and fails on the
+    /// root-owned files.
     pub fn as_root<T>(&self, f: impl FnOnce() -> T) -> Result<T, Failure> {
         if !self.lowered {
             return Ok(f());
         }
-        seteuid(Uid::from_raw(0))
+        // Blocked first: a stop signal the terminal sends (those skip the uid check) stays
+        // pending until the locked work is over.
+        let mut stops = SigSet::empty();
+        for s in [Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU] {
+            stops.add(s);
+        }
+        let mut before = SigSet::empty();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stops), Some(&mut before))
+            .map_err(|e| Failure::System(format!("sigprocmask: {e}")))?;
+        let _mask = RestoreMask(before);
+        let root = Uid::from_raw(0);
+        setresuid(root, root, root)
             .map_err(|e| Failure::System(format!("cannot regain root (setuid bit?): {e}")))?;
         let _restore = Restore(self);
         setegid(Gid::from_raw(0)).map_err(|e| Failure::System(format!("setegid: {e}")))?;
@@ -99,9 +119,11 @@ impl Privileges {
     fn lower(&self) -> Result<(), Failure> {
         // Group first: once the uid is lowered we may no longer change it.
         setegid(self.real_gid).map_err(|e| Failure::System(format!("setegid: {e}")))?;
-        seteuid(self.real_uid).map_err(|e| Failure::System(format!("seteuid: {e}")))?;
+        // Root stays only as the saved uid, for the next `as_root`.
+        setresuid(self.real_uid, self.real_uid, Uid::from_raw(0))
+            .map_err(|e| Failure::System(format!("setresuid: {e}")))?;
         let _ = prctl::set_dumpable(false);
-        if geteuid() != self.real_uid || getegid() != self.real_gid {
+        if getuid() != self.real_uid || geteuid() != self.real_uid || getegid() != self.real_gid {
             return Err(Failure::System("could not drop privileges".into()));
         }
         Ok(())
@@ -118,5 +140,14 @@ impl Drop for Restore<'_> {
             warn!("totp-enroll: {e}");
             std::process::exit(3);
         }
+    }
+}
+
+/// Puts the signal mask back when dropped (after [`Restore`] has lowered the ids).
+struct RestoreMask(SigSet);
+
+impl Drop for RestoreMask {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
     }
 }

@@ -5,6 +5,7 @@
 //!   pam-totp-ask SOCKET verify USER CODE
 //!   pam-totp-ask SOCKET status|unlock|remove|new-codes|enroll USER   # administration
 //!   pam-totp-ask SOCKET list
+//!   pam-totp-ask SOCKET grace USER RHOST
 //!   pam-totp-ask SOCKET flood N USER   # holds N idle connections, then asks once more,
 //!                                      # prints that reply and HELD, and waits for EOF on stdin
 
@@ -52,6 +53,15 @@ fn main() {
             }),
         )),
         "list" => show(ask(socket, &Request::ListUsers { after: None })),
+        "grace" => show(ask(
+            socket,
+            &Request::Grace(proto::GraceRequest {
+                user: a[2].clone(),
+                rhost: a[3].clone(),
+                key: None,
+                service: "test".into(),
+            }),
+        )),
         "flood" => {
             let n: usize = a[2].parse().unwrap();
             let held: Vec<UnixStream> = (0..n)

@@ -63,6 +63,9 @@ pub fn request() -> AuthRequest<'static> {
         lockout_secs: 300,
         rhost: None,
         lockout_max_secs: 86400,
+        hotp_window: 10,
+        grace_secs: 0,
+        device: None,
     }
 }
 
