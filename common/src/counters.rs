@@ -320,6 +320,38 @@ fn decode(user: &UserName, b: &[u8], check: Check) -> Option<Record> {
     })
 }
 
+/// Length of one encoded counters record ([`encode_record`]).
+pub const RECORD_LEN: usize = SLOT_LEN;
+
+/// One counters record as bytes, for a backend that keeps counters somewhere other than
+/// the counters file (the fleet store): the same record, authenticator under `key` (the
+/// state's record key) and binding to `user` as a slot of the file. `generation` is that of
+/// the state the counters extend.
+pub fn encode_record(
+    user: &UserName,
+    key: &RecordKey,
+    generation: u64,
+    counters: &Counters,
+) -> Vec<u8> {
+    let rec = Record {
+        seq: 1,
+        generation,
+        counters: counters.clone(),
+        legacy: false,
+    };
+    encode(user, key, &rec).to_vec()
+}
+
+/// The (generation, counters) of bytes made by [`encode_record`] for `user` under `key`;
+/// `None` when they are damaged, changed without the key, of another length, or another
+/// user's.
+pub fn decode_record(user: &UserName, key: &RecordKey, bytes: &[u8]) -> Option<(u64, Counters)> {
+    if bytes.len() != SLOT_LEN {
+        return None;
+    }
+    decode(user, bytes, Check::Key(key, false)).map(|r| (r.generation, r.counters))
+}
+
 /// A remote host name as stored and shown, the one rule for every place that shows it
 /// (`status`, `--json`, the module's notice). A client picks PAM_RHOST, so it could drive the
 /// terminal of whoever reads it (control characters) or make it read differently from what
@@ -672,6 +704,29 @@ mod tests {
         let back = load(&file).unwrap();
         assert_eq!(back.current(7).unwrap().counters, c);
         assert_eq!(back.valid[1], Some(old(2, 11)));
+    }
+
+    #[test]
+    fn record_bytes_round_trip_and_bind_the_user_and_key() {
+        let c = Counters {
+            last_counter: Some(77),
+            failures: 2,
+            last_rejected_rhost: Some("h".into()),
+            ..Default::default()
+        };
+        let k = key(1);
+        let b = encode_record(&user(), &k, 5, &c);
+        assert_eq!(b.len(), RECORD_LEN);
+        assert_eq!(decode_record(&user(), &k, &b), Some((5, c)));
+        assert_eq!(
+            decode_record(&UserName::parse("bob").unwrap(), &k, &b),
+            None
+        );
+        assert_eq!(decode_record(&user(), &key(2), &b), None);
+        assert_eq!(decode_record(&user(), &k, &b[1..]), None);
+        let mut flipped = b.clone();
+        flipped[36] ^= 1;
+        assert_eq!(decode_record(&user(), &k, &flipped), None);
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub enum Error {
     /// Bad input from a caller (a secret that is not base32, digits out of range, ...).
     #[error("{0}")]
     InvalidInput(String),
+
+    /// A network store (the fleet's etcd cluster) did not answer in time, refused the
+    /// request, or cannot tell whether a write applied. Never means "not enrolled" or
+    /// "committed": the caller fails closed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {

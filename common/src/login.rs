@@ -334,6 +334,52 @@ fn modify<T>(
     Err(Error::Contention(user.clone()))
 }
 
+/// What [`copy_enrollment`] moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Copied {
+    /// Unused recovery codes moved along.
+    pub recovery_codes_left: usize,
+    /// The last accepted step, moved along: codes up to it stay spent.
+    pub last_counter: Option<u64>,
+}
+
+/// Copies `user`'s enrollment from one backend and key to another (a host's state
+/// directory into the fleet store, `import --from-state-dir`): the secret and its
+/// parameters, the counters (last accepted step, failures, lock) and the unused recovery
+/// codes, re-sealed under `to_keys`' key. `None`: not enrolled in `from`. Refuses an
+/// enrollment already in `to` unless `replace` ([`Error::AlreadyEnrolled`]).
+pub fn copy_enrollment(
+    from: &dyn Backend,
+    from_keys: &dyn KeySource,
+    to: &dyn Backend,
+    to_keys: &dyn KeySource,
+    user: &UserName,
+    replace: bool,
+) -> Result<Option<Copied>> {
+    let Some((loaded, mut state)) = load_open(from, user, |s| open(from_keys, user, s))? else {
+        return Ok(None);
+    };
+    state.counters = loaded.counters.clone();
+    let copied = Copied {
+        recovery_codes_left: recovery::unspent(
+            state.recovery_codes_listed(),
+            loaded.counters.recovery_used,
+        ),
+        last_counter: loaded.counters.last_counter,
+    };
+    state.next_generation()?;
+    let sealed = state.seal(&[to_keys.key()])?;
+    let expect = if replace {
+        Expect::Anything
+    } else {
+        Expect::Absent
+    };
+    match to.put_state(user, expect, &sealed, &|| key_current(to_keys))? {
+        Commit::Committed => Ok(Some(copied)),
+        Commit::Conflict => Err(Error::Contention(user.clone())),
+    }
+}
+
 fn enrolled<T>(user: &UserName, r: Result<Option<T>>) -> Result<T> {
     r?.ok_or_else(|| Error::NotEnrolled(user.clone()))
 }

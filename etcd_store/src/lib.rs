@@ -1,9 +1,10 @@
 //! pam_totp's fleet store: per-user enrollment state and counters on an etcd v3 cluster.
 //!
 //! This crate is linked by the daemon `pam_totpd` only: it carries a gRPC/TLS stack (tonic,
-//! rustls) that the PAM module must never load. It knows nothing about TOTP: it stores opaque
-//! bytes and offers the one primitive the fleet needs, a linearizable compare-and-swap of a
-//! user's counters on the revisions of both of the user's keys (SPEC.md "Fleet").
+//! rustls) that the PAM module must never load. [`Store`] knows nothing about TOTP: it stores
+//! opaque bytes and offers the one primitive the fleet needs, a linearizable compare-and-swap of
+//! a user's counters on the revisions of both of the user's keys (SPEC.md "Fleet").
+//! [`EtcdBackend`] puts it behind pam_totp's storage seam (`common::Backend`).
 //!
 //! # Key layout
 //!
@@ -30,10 +31,16 @@
 //! call, and a request lost with a killed leader is sent again once a new one is elected. Sending
 //! a request twice is safe: every write is a compare-and-swap, so at most one copy applies.
 //!
-//! A commit whose outcome is unknown (deadline passed, or every endpoint failed after sending)
-//! is decided by reading again, for at most [`recheck_margin`] past the deadline: our nonce in
-//! the counters key means it committed; changed revisions mean it never can; anything else is
-//! [`Error::OutcomeUnknown`], which the caller must treat as a failure. So a call returns within
+//! A commit waits for an answer to every copy it sent before it calls a refusal a conflict:
+//! the first answer may be a copy refused because another copy of ours applied a moment
+//! earlier. Once a copy is refused no more are sent and the others get one hedge delay more.
+//! A commit whose outcome is still unknown (a copy unanswered, or failed after sending) is
+//! decided by reading again, for at most [`recheck_margin`] past the deadline: our nonce in
+//! the counters key means it committed; if the revisions moved, the key's history decides
+//! (ours compared both revisions, so if it applied it was the first write to the counters key
+//! after our read, perhaps overwritten since): ours first means committed, another first
+//! means it never applied and never can. Anything else (nothing moved yet, the history
+//! unreadable) is [`Error::OutcomeUnknown`], which the caller must treat as a failure. So a call returns within
 //! `timeout_ms` plus that margin, and never reports success unless the cluster committed.
 //!
 //! # Async and blocking
@@ -47,12 +54,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
-    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    KeyValue, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+mod backend;
 mod blocking;
+pub use backend::EtcdBackend;
 pub use blocking::BlockingStore;
 
 /// SPEC's default `[etcd] prefix`.
@@ -117,6 +126,14 @@ pub enum Expect {
     Absent,
     /// The state key at this `mod_revision`: a replacement of what was read.
     AtRevision(i64),
+    /// The state key at `state` and the counters key at `counters` (0: absent): a
+    /// replacement of exactly what was read, so that no login committed since is lost.
+    AtRevisions {
+        /// `mod_revision` of the state key.
+        state: i64,
+        /// `mod_revision` of the counters key, 0 when it was absent.
+        counters: i64,
+    },
 }
 
 /// Why a call failed. None of these means that anything was accepted.
@@ -307,10 +324,20 @@ fn open_envelope(v: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     }
 }
 
+/// What became of the copies of one commit.
+enum Sent {
+    /// One copy applied (at most one can: each compares the same revisions).
+    Applied(i64),
+    /// Every copy sent was answered, each refused by its compare.
+    Refused,
+    /// A copy may have applied without our hearing of it (no answer, or a transport error).
+    Unknown(String),
+}
+
 /// What the re-read after an uncertain commit says.
 enum Recheck {
     Ours(i64),
-    /// Revisions moved and not to ours: our request can never apply.
+    /// The first write after our read was not ours: ours never applied and never can.
     Moved,
     /// Nothing changed: our request may still be queued somewhere.
     Unchanged,
@@ -388,6 +415,11 @@ impl Store {
     /// The endpoints, in configuration order.
     pub fn endpoints(&self) -> Vec<String> {
         self.inner.members.iter().map(|m| m.url.clone()).collect()
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
     }
 
     /// The deadline of one call.
@@ -468,6 +500,82 @@ impl Store {
         }
     }
 
+    /// Sends a commit like [`Store::hedged`], but waits for every copy it sent: the first
+    /// answer may be a copy refused because another copy of ours applied a moment earlier.
+    /// Once a copy is refused no more are sent; the others get one hedge delay more (or until
+    /// the deadline) to answer.
+    async fn hedged_commit(&self, txn: &Txn, deadline: Instant) -> Result<Sent, Error> {
+        let n = self.inner.members.len();
+        let first = self.inner.preferred.load(Ordering::Relaxed) % n;
+        let delay = hedge_delay(self.inner.timeout_ms);
+        let max_attempts = n + (self.inner.timeout_ms / delay.as_millis() as u64) as usize;
+        let mut pending = FuturesUnordered::new();
+        let mut launched = 0usize;
+        let mut uncertain: Option<String> = None;
+        let mut refused = false;
+        let launch = |i: usize| {
+            let idx = (first + i) % n;
+            let mut c = self.inner.members[idx].client.clone();
+            let txn = txn.clone();
+            async move { (idx, c.txn(txn).await) }
+        };
+        pending.push(launch(launched));
+        launched += 1;
+        let mut deadline = tokio::time::Instant::from_std(deadline);
+        let mut next_hedge = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                done = pending.next(), if !pending.is_empty() => {
+                    let Some((idx, r)) = done else { continue };
+                    match classify("commit", r) {
+                        Attempt::Answer(resp) if resp.succeeded() => {
+                            self.inner.preferred.store(idx, Ordering::Relaxed);
+                            return Ok(Sent::Applied(resp.header().map_or(0, |h| h.revision())));
+                        }
+                        Attempt::Answer(_) => {
+                            self.inner.preferred.store(idx, Ordering::Relaxed);
+                            if !refused {
+                                refused = true;
+                                deadline = deadline.min(tokio::time::Instant::now() + delay);
+                            }
+                        }
+                        Attempt::Refused(e) => return Err(e),
+                        Attempt::Failed(msg) => {
+                            // It may have been applied before the error: not a refusal.
+                            uncertain = Some(format!("{}: {msg}", self.inner.members[idx].url));
+                            if !refused && launched < n {
+                                pending.push(launch(launched));
+                                launched += 1;
+                                next_hedge = tokio::time::Instant::now() + delay;
+                            }
+                        }
+                    }
+                    if pending.is_empty() && (refused || launched >= max_attempts) {
+                        return Ok(match uncertain {
+                            None if refused => Sent::Refused,
+                            None => Sent::Unknown("no answer".into()),
+                            Some(why) => Sent::Unknown(why),
+                        });
+                    }
+                }
+                _ = tokio::time::sleep_until(next_hedge), if !refused && launched < max_attempts => {
+                    pending.push(launch(launched));
+                    launched += 1;
+                    next_hedge = tokio::time::Instant::now() + delay;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(Sent::Unknown(format!(
+                        "{} of {launched} copies unanswered after the deadline ({} ms){}",
+                        pending.len(),
+                        self.inner.timeout_ms,
+                        uncertain.map_or(String::new(), |u| format!("; last error: {u}"))
+                    )));
+                }
+            }
+        }
+    }
+
     /// One linearizable read of both keys, at one revision.
     async fn read(&self, user: &str, deadline: Instant) -> Result<Option<Loaded>, Error> {
         let (sk, ck) = (self.state_key(user), self.counters_key(user));
@@ -499,8 +607,13 @@ impl Store {
 
     /// Reads `user`'s state and counters in one linearizable read. `None`: not enrolled.
     pub async fn load(&self, user: &str) -> Result<Option<Loaded>, Error> {
+        self.load_by(user, Instant::now() + self.timeout()).await
+    }
+
+    /// [`Store::load`] under a deadline of the caller's (e.g. one login's).
+    pub async fn load_by(&self, user: &str, deadline: Instant) -> Result<Option<Loaded>, Error> {
         check_user(user)?;
-        self.read(user, Instant::now() + self.timeout()).await
+        self.read(user, deadline).await
     }
 
     /// Writes `counters` for `user` if, and only if, the state key is still at `state_revision`
@@ -517,9 +630,22 @@ impl Store {
         counters_revision: i64,
         counters: &[u8],
     ) -> Result<Outcome, Error> {
+        let deadline = Instant::now() + self.timeout();
+        self.commit_counters_by(user, state_revision, counters_revision, counters, deadline)
+            .await
+    }
+
+    /// [`Store::commit_counters`] under a deadline of the caller's; an uncertain outcome is
+    /// re-read for at most [`recheck_margin`] past it.
+    pub async fn commit_counters_by(
+        &self,
+        user: &str,
+        state_revision: i64,
+        counters_revision: i64,
+        counters: &[u8],
+        deadline: Instant,
+    ) -> Result<Outcome, Error> {
         check_user(user)?;
-        let start = Instant::now();
-        let deadline = start + self.timeout();
         let nonce = new_nonce()?;
         let (sk, ck) = (self.state_key(user), self.counters_key(user));
         let counters_cmp = if counters_revision == 0 {
@@ -533,25 +659,11 @@ impl Store {
                 counters_cmp,
             ])
             .and_then([TxnOp::put(ck, envelope(&nonce, counters), None)]);
-        let sent = AtomicUsize::new(0);
-        let result = self
-            .hedged("commit", deadline, |mut c| {
-                sent.fetch_add(1, Ordering::Relaxed);
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await;
-        let why = match result {
-            Ok(resp) if resp.succeeded() => {
-                let revision = resp.header().map_or(0, |h| h.revision());
-                return Ok(Outcome::Committed { revision });
-            }
-            // One request, refused by its compare: definitive.
-            Ok(_) if sent.load(Ordering::Relaxed) == 1 => return Ok(Outcome::Conflict),
-            // Another of our hedged requests may be the one that moved the revision.
-            Ok(_) => "conflict after hedged requests".to_owned(),
-            Err(e @ (Error::PermissionDenied { .. } | Error::Server { .. })) => return Err(e),
-            Err(e) => e.to_string(),
+        let why = match self.hedged_commit(&txn, deadline).await? {
+            Sent::Applied(revision) => return Ok(Outcome::Committed { revision }),
+            // Every copy sent was answered and refused by its compare: none applied.
+            Sent::Refused => return Ok(Outcome::Conflict),
+            Sent::Unknown(why) => why,
         };
         let recheck_deadline = deadline + recheck_margin(self.inner.timeout_ms);
         match self
@@ -565,6 +677,7 @@ impl Store {
             .await
         {
             Ok(Recheck::Ours(revision)) => Ok(Outcome::Committed { revision }),
+            // The history shows another write first: ours never applied and never can.
             Ok(Recheck::Moved) => Ok(Outcome::Conflict),
             Ok(Recheck::Unchanged) => Err(Error::OutcomeUnknown { detail: why }),
             Err(e) => Err(Error::OutcomeUnknown {
@@ -600,11 +713,59 @@ impl Store {
         }
         let state_now = gets[0].first().map_or(0, |kv| kv.mod_revision());
         let counters_now = gets[1].first().map_or(0, |kv| kv.mod_revision());
-        if state_now != state_revision || counters_now != counters_revision {
-            Ok(Recheck::Moved)
-        } else {
-            Ok(Recheck::Unchanged)
+        if state_now == state_revision && counters_now == counters_revision {
+            return Ok(Recheck::Unchanged);
         }
+        // Moved. Ours compared both revisions, so if it applied it was the first write to the
+        // counters key after what we read; it may have been overwritten since. The key's
+        // history tells: its first write after our read is ours, or ours never applied and
+        // never can.
+        let from = state_revision.max(counters_revision) + 1;
+        match self.first_counters_write(user, from, deadline).await? {
+            Some((value, revision)) => match open_envelope(&value) {
+                Ok((n, _)) if n == nonce.as_slice() => Ok(Recheck::Ours(revision)),
+                _ => Ok(Recheck::Moved),
+            },
+            None => Err(Error::Corrupt(
+                "counters history ended without an event".into(),
+            )),
+        }
+    }
+
+    /// The first write (value and revision; an empty value for a delete) to `user`'s
+    /// counters key at or after revision `from`, from the cluster's history (a watch from
+    /// that revision). `None`: the history ended without one (e.g. compacted).
+    async fn first_counters_write(
+        &self,
+        user: &str,
+        from: i64,
+        deadline: Instant,
+    ) -> Result<Option<(Vec<u8>, i64)>, Error> {
+        let ck = self.counters_key(user);
+        self.hedged("commit history", deadline, |mut c| {
+            let ck = ck.clone();
+            async move {
+                let opts = WatchOptions::new().with_start_revision(from);
+                let mut stream = c.watch(ck, Some(opts)).await?;
+                while let Some(resp) = stream.message().await? {
+                    if let Some(ev) = resp.events().first() {
+                        let rev = ev.kv().map_or(0, |kv| kv.mod_revision());
+                        return Ok(Some(match ev.event_type() {
+                            EventType::Put => (
+                                ev.kv().map(|kv| kv.value().to_vec()).unwrap_or_default(),
+                                rev,
+                            ),
+                            EventType::Delete => (Vec::new(), rev),
+                        }));
+                    }
+                    if resp.canceled() || resp.compact_revision() > 0 {
+                        break;
+                    }
+                }
+                Ok(None)
+            }
+        })
+        .await
     }
 
     /// Writes `user`'s state: create-only with [`Expect::Absent`], replace-if-unchanged with
@@ -619,14 +780,38 @@ impl Store {
         state: &[u8],
         expect: Expect,
     ) -> Result<Outcome, Error> {
+        self.put_state_by(user, state, expect, Instant::now() + self.timeout())
+            .await
+    }
+
+    /// [`Store::put_state`] under a deadline of the caller's.
+    pub async fn put_state_by(
+        &self,
+        user: &str,
+        state: &[u8],
+        expect: Expect,
+        deadline: Instant,
+    ) -> Result<Outcome, Error> {
         check_user(user)?;
-        let deadline = Instant::now() + self.timeout();
         let (sk, ck) = (self.state_key(user), self.counters_key(user));
-        let cmp = match expect {
+        let mut cmp = vec![match expect {
             Expect::Absent => Compare::create_revision(sk.clone(), CompareOp::Equal, 0),
-            Expect::AtRevision(rev) => Compare::mod_revision(sk.clone(), CompareOp::Equal, rev),
-        };
-        let txn = Txn::new().when([cmp]).and_then([
+            Expect::AtRevision(rev) | Expect::AtRevisions { state: rev, .. } => {
+                Compare::mod_revision(sk.clone(), CompareOp::Equal, rev)
+            }
+        }];
+        match expect {
+            Expect::AtRevisions { counters: 0, .. } => {
+                cmp.push(Compare::create_revision(ck.clone(), CompareOp::Equal, 0))
+            }
+            Expect::AtRevisions { counters, .. } => cmp.push(Compare::mod_revision(
+                ck.clone(),
+                CompareOp::Equal,
+                counters,
+            )),
+            _ => {}
+        }
+        let txn = Txn::new().when(cmp).and_then([
             TxnOp::put(sk, state.to_vec(), None),
             TxnOp::delete(ck, None),
         ]);
@@ -646,7 +831,8 @@ impl Store {
         if sent.load(Ordering::Relaxed) > 1 {
             // An earlier copy of this request may be what made the compare fail. Sealed state
             // bytes are unique (random nonces inside), so finding ours means it applied.
-            if let Some(l) = self.read(user, Instant::now() + self.timeout()).await? {
+            let recheck = deadline.max(Instant::now()) + recheck_margin(self.inner.timeout_ms);
+            if let Some(l) = self.read(user, recheck).await? {
                 if l.state == state {
                     return Ok(Outcome::Committed {
                         revision: l.state_revision,
@@ -675,9 +861,53 @@ impl Store {
         }
     }
 
+    /// Deletes `user`'s state and counters if the state key is still at `state_revision`:
+    /// unlike [`Store::delete`], a copy of this request that a stopped member applies late
+    /// cannot remove an enrollment made since. [`Outcome::Conflict`]: the state moved.
+    pub async fn delete_at(
+        &self,
+        user: &str,
+        state_revision: i64,
+        deadline: Instant,
+    ) -> Result<Outcome, Error> {
+        check_user(user)?;
+        let (sk, ck) = (self.state_key(user), self.counters_key(user));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                sk.clone(),
+                CompareOp::Equal,
+                state_revision,
+            )])
+            .and_then([TxnOp::delete(sk, None), TxnOp::delete(ck, None)]);
+        let sent = AtomicUsize::new(0);
+        let resp = self
+            .hedged("delete", deadline, |mut c| {
+                sent.fetch_add(1, Ordering::Relaxed);
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        if resp.succeeded() {
+            return Ok(Outcome::Committed { revision });
+        }
+        if sent.load(Ordering::Relaxed) > 1 {
+            // An earlier copy may be what deleted it: gone is what was asked.
+            let recheck = deadline.max(Instant::now()) + recheck_margin(self.inner.timeout_ms);
+            if self.read(user, recheck).await?.is_none() {
+                return Ok(Outcome::Committed { revision });
+            }
+        }
+        Ok(Outcome::Conflict)
+    }
+
     /// The names of all enrolled users (keys under `{prefix}state/`), sorted.
     pub async fn list(&self) -> Result<Vec<String>, Error> {
-        let deadline = Instant::now() + self.timeout();
+        self.list_by(Instant::now() + self.timeout()).await
+    }
+
+    /// [`Store::list`] under a deadline of the caller's.
+    pub async fn list_by(&self, deadline: Instant) -> Result<Vec<String>, Error> {
         let dir = format!("{}state/", self.inner.prefix);
         let resp = self
             .hedged("list", deadline, |mut c| {

@@ -10,11 +10,11 @@ _totp_enroll() {
     local global="--config --state-dir --key-file --help --version"
 
     case $prev in
-        --config | --key-file | --from-google-authenticator | --from-oath-usersfile)
+        --config | --key-file | --from-google-authenticator | --from-oath-usersfile | --from-key-file)
             _filedir
             return
             ;;
-        --state-dir)
+        --state-dir | --from-state-dir)
             _filedir -d
             return
             ;;
@@ -45,7 +45,8 @@ _totp_enroll() {
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
             --config | --state-dir | --key-file | --user | --qr | --algorithm | --digits | \
-                --period | --counter | --from-google-authenticator | --from-oath-usersfile)
+                --period | --counter | --from-google-authenticator | --from-oath-usersfile | \
+                --from-state-dir | --from-key-file)
                 ((i++))
                 ;;
             -*) ;;
@@ -61,7 +62,7 @@ _totp_enroll() {
         "") opts="$global --user --replace --qr" ;;
         status) opts="$global --user --json" ;;
         disable | recovery-codes | forget-devices) opts="$global --user" ;;
-        import) opts="$global --user --secret-stdin --from-google-authenticator --from-oath-usersfile --algorithm --digits --period --hotp --counter --replace" ;;
+        import) opts="$global --user --secret-stdin --from-google-authenticator --from-oath-usersfile --from-state-dir --from-key-file --algorithm --digits --period --hotp --counter --replace" ;;
         unlock) opts="$global --user" ;;
         list) opts="$global --json" ;;
         rekey) opts="$global" ;;

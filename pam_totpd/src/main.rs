@@ -6,6 +6,7 @@
 //! other uid only about the account whose passwd entry has that uid. Every policy value
 //! comes from this daemon's config; a request cannot even carry one.
 
+mod admin;
 mod listen;
 mod log;
 mod server;
@@ -81,13 +82,37 @@ fn main() -> ExitCode {
         log::log(Level::Warning, &format!("{}: {w}", config_path.display()));
     }
     let config = loaded.config;
-    if config.backend == BackendKind::Etcd {
-        return fatal("backend \"etcd\" is not served by this version of pam_totpd");
-    }
+    let fleet = match config.backend {
+        BackendKind::Etcd => match fleet_config(&config.etcd) {
+            Ok(c) => Some(c),
+            Err(e) => return fatal(&format!("{}: {e}", config_path.display())),
+        },
+        BackendKind::Files => None,
+    };
     // Before any thread starts: this reads and clears LISTEN_* from the environment.
     let (listener, source) = match listen::listener(&config.socket) {
         Ok(l) => l,
         Err(e) => return fatal(&e),
+    };
+    let storage = match fleet {
+        None => store::Storage::Files,
+        Some(c) => {
+            let what = format!(
+                "fleet store: etcd at {} under {:?}, timeout_ms {}",
+                c.endpoints.join(", "),
+                c.prefix,
+                c.timeout_ms
+            );
+            // Connections are made lazily: a cluster that is down now is not fatal, its
+            // logins fail closed until it answers.
+            match pam_totp_etcd::EtcdBackend::connect(c) {
+                Ok(b) => {
+                    log::log(Level::Info, &what);
+                    store::Storage::Fleet(b)
+                }
+                Err(e) => return fatal(&e.to_string()),
+            }
+        }
     };
     log::log(
         Level::Info,
@@ -96,7 +121,39 @@ fn main() -> ExitCode {
             listen::Source::Bound => format!("listening on {}", config.socket.display()),
         },
     );
-    server::serve(listener, server::Server::new(config))
+    server::serve(listener, server::Server::new(config, storage))
+}
+
+/// The fleet store's settings from the `[etcd]` table: the TLS files come as a set.
+fn fleet_config(e: &config::EtcdConfig) -> Result<pam_totp_etcd::Config, String> {
+    let tls = match (&e.tls_ca, &e.tls_cert, &e.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(pam_totp_etcd::TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None, None) => None,
+        _ => return Err("[etcd] tls_ca, tls_cert and tls_key go together".into()),
+    };
+    // Checked before the socket is bound, so that a daemon that cannot work never holds it.
+    if tls.is_none() {
+        if let Some(url) = e.endpoints.iter().find(|u| u.starts_with("https://")) {
+            return Err(format!(
+                "[etcd] endpoint {url} needs tls_ca, tls_cert and tls_key"
+            ));
+        }
+    }
+    if let Some(t) = &tls {
+        for p in [&t.ca, &t.cert, &t.key] {
+            std::fs::File::open(p).map_err(|err| format!("[etcd] {}: {err}", p.display()))?;
+        }
+    }
+    Ok(pam_totp_etcd::Config {
+        endpoints: e.endpoints.clone(),
+        tls,
+        prefix: e.prefix.clone(),
+        timeout_ms: e.timeout_ms,
+    })
 }
 
 #[cfg(test)]

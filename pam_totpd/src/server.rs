@@ -19,7 +19,7 @@ use nix::sys::socket::{getsockopt, sockopt, UnixCredentials};
 use proto::{read_frame, Deadline, FrameError, Prior, Reply, Request, Unavailable};
 
 use crate::log::{log, printable, Level};
-use crate::store::{self, Failure};
+use crate::store::{Failure, Storage};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 128;
@@ -34,6 +34,7 @@ const SPARE_WORKERS: usize = 2;
 
 pub struct Server {
     config: Config,
+    storage: Storage,
     /// Open connections per uid.
     open: Mutex<HashMap<u32, usize>>,
     /// Last time a refusal was logged, so a flood does not flood the log too.
@@ -78,9 +79,10 @@ impl Drop for Slot {
 }
 
 impl Server {
-    pub fn new(config: Config) -> Arc<Server> {
+    pub fn new(config: Config, storage: Storage) -> Arc<Server> {
         Arc::new(Server {
             config,
+            storage,
             open: Mutex::new(HashMap::new()),
             last_refusal_log: Mutex::new(None),
             // The serving thread itself.
@@ -195,7 +197,7 @@ fn admit(server: &Arc<Server>, stream: UnixStream) {
         let _ = (&stream).write_all(&Reply::Unavailable(Unavailable::Busy).encode());
         return;
     };
-    handle(&server.config, &stream, &cred);
+    handle(server, &stream, &cred);
 }
 
 /// Who asked, for every log line.
@@ -203,7 +205,7 @@ fn who(cred: &UnixCredentials) -> String {
     format!("uid={} pid={}", cred.uid(), cred.pid())
 }
 
-fn handle(config: &Config, stream: &UnixStream, cred: &UnixCredentials) {
+fn handle(server: &Server, stream: &UnixStream, cred: &UnixCredentials) {
     let deadline = Instant::now() + DEADLINE;
     let body = match read_frame(&mut Deadline { stream, deadline }) {
         Ok(b) => b,
@@ -224,7 +226,7 @@ fn handle(config: &Config, stream: &UnixStream, cred: &UnixCredentials) {
         }
     };
     let reply = match Request::decode(&body) {
-        Ok(req) => answer(config, cred, req),
+        Ok(req) => answer(&server.config, &server.storage, cred, req),
         Err(e) => {
             log(
                 Level::Notice,
@@ -256,7 +258,17 @@ fn owns(uid: u32, user: &UserName) -> Result<bool, String> {
     }
 }
 
-fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
+fn answer(config: &Config, storage: &Storage, cred: &UnixCredentials, req: Request) -> Reply {
+    if req.root_only() {
+        if cred.uid() != 0 {
+            log(
+                Level::Notice,
+                &format!("administration request from {}: denied", who(cred)),
+            );
+            return Reply::Denied;
+        }
+        return crate::admin::answer(config, storage, req, &who(cred));
+    }
     let user = match UserName::parse(req.user()) {
         Ok(u) => u,
         Err(e) => {
@@ -271,6 +283,7 @@ fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
         Request::Verify(v) => (printable(&v.service, 64), v.rhost.clone()),
         Request::IsEnrolled { .. } => ("-".to_owned(), None),
         Request::Grace(g) => (printable(&g.service, 64), Some(g.rhost.clone())),
+        _ => ("-".to_owned(), None),
     };
     let line = |what: &str| {
         format!(
@@ -299,11 +312,12 @@ fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
         Reply::Unavailable(match f {
             Failure::Key(_) => Unavailable::Key,
             Failure::State(_) => Unavailable::State,
+            Failure::Backend(_) => Unavailable::Backend,
         })
     };
     match req {
-        Request::Grace(g) => answer_grace(config, cred, &user, g, &line),
-        Request::IsEnrolled { .. } => match store::is_enrolled(config, &user) {
+        Request::Grace(g) => answer_grace(config, storage, cred, &user, g, &line),
+        Request::IsEnrolled { .. } => match storage.is_enrolled(config, &user) {
             Ok(true) => Reply::Enrolled,
             Ok(false) => Reply::NotEnrolled,
             Err(f) => unavailable(f),
@@ -322,7 +336,7 @@ fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
             let device = (cred.uid() == 0)
                 .then(|| device(v.rhost.as_deref(), v.key.clone()))
                 .flatten();
-            match store::verify(
+            match storage.verify(
                 config,
                 &user,
                 &v.code,
@@ -337,6 +351,8 @@ fn answer(config: &Config, cred: &UnixCredentials, req: Request) -> Reply {
                 Err(f) => unavailable(f),
             }
         }
+        // Answered above.
+        _ => Reply::BadRequest,
     }
 }
 
@@ -353,6 +369,7 @@ fn device(rhost: Option<&str>, key: Option<proto::DeviceKey>) -> Option<DeviceId
 /// says about a device), under the daemon's `grace_secs`.
 fn answer_grace(
     config: &Config,
+    storage: &Storage,
     cred: &UnixCredentials,
     user: &UserName,
     g: proto::GraceRequest,
@@ -369,7 +386,7 @@ fn answer_grace(
         return Reply::Unavailable(Unavailable::Internal);
     };
     let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    match store::grace(config, user, &device, now) {
+    match storage.grace(config, user, &device, now) {
         Ok(Some(d)) => {
             log(
                 Level::Notice,
@@ -386,6 +403,7 @@ fn answer_grace(
             Reply::Unavailable(match f {
                 Failure::Key(_) => Unavailable::Key,
                 Failure::State(_) => Unavailable::State,
+                Failure::Backend(_) => Unavailable::Backend,
             })
         }
     }

@@ -36,6 +36,29 @@
 //! the remote device for `grace_secs`) is a 32-byte SHA-256 digest, then its label str (at
 //! most [`MAX_KEY_LABEL_LEN`] bytes).
 //!
+//! Administration, for `totp-enroll` (the daemon answers them for a caller whose uid is 0
+//! only; the setuid CLI checks who may act on which account before it asks):
+//!
+//! | kind | message | body |
+//! |---|---|---|
+//! | 0x10 | `Enroll` | user str, secret str (base32, at most [`MAX_SECRET_LEN`]), algorithm u8, digits u8, period u32, last_counter opt<u64>, recovery, replace u8 (0 or 1) |
+//! | 0x11 | `Status` | user str |
+//! | 0x12 | `Unlock` | user str |
+//! | 0x13 | `Remove` | user str |
+//! | 0x14 | `NewRecoveryCodes` | user str, count u8 |
+//! | 0x15 | `ListUsers` | after opt<str> |
+//! | 0x16 | `ImportUser` | user str, from_dir str, from_key str, replace u8 (0 or 1) |
+//! | 0x90 | `Status` | algorithm u8, digits u8, period u32, created i64, last_used opt<i64>, last_counter opt<u64>, failures u32, locked_until opt<i64>, rejected_since_success u32, last_rejected_rhost opt<str>, last_rejected_at opt<i64>, lockouts u32, recovery_codes_left u32 |
+//! | 0x91 | `Done` | |
+//! | 0x92 | `RecoveryCodes` | n u8 (at most [`MAX_CODES`]), n codes str |
+//! | 0x93 | `Users` | n u8, n names str, more u8 (0 or 1) |
+//! | 0x94 | `AlreadyEnrolled` | |
+//!
+//! `recovery` is 0 then count u8 (make that many new codes), or 1 then n u8 (at most
+//! [`MAX_KEEP`]) and n codes str (keep these, e.g. a migration's scratch codes). `Users`
+//! lists names in order after `after`, as many as fit in a frame; `more` says whether to ask
+//! again after the last one.
+//!
 //! Why a hand-rolled layout rather than a serde format: the decoder runs inside sshd and
 //! sudo (the reply) and in a root daemon that every local user can reach (the request). This
 //! one is a few dozen lines with no dependency, bounded before anything is allocated (the
@@ -66,6 +89,32 @@ pub const HEADER_LEN: usize = 4;
 pub const MAX_CODE_LEN: usize = 64;
 /// Longest string field.
 pub const MAX_STR_LEN: usize = 255;
+/// Longest base32 secret in `Enroll` (64 bytes of secret).
+pub const MAX_SECRET_LEN: usize = 103;
+/// Most recovery codes in one message.
+pub const MAX_CODES: usize = 64;
+/// Most codes an `Enroll` keeps (with the longest user name and secret, still one frame).
+pub const MAX_KEEP: usize = 32;
+/// Longest recovery code in a message; the total of a full list stays well inside a frame.
+pub const MAX_CODE_FIELD: usize = 11;
+/// Bytes of names one `Users` reply carries at most (each plus its length byte).
+pub const USERS_BUDGET: usize = 900;
+
+/// Set in an algorithm byte: the enrollment is HOTP (RFC 4226), not TOTP.
+pub const HOTP: u8 = 0x80;
+
+const ENROLL: u8 = 0x10;
+const STATUS: u8 = 0x11;
+const UNLOCK: u8 = 0x12;
+const REMOVE: u8 = 0x13;
+const NEW_RECOVERY_CODES: u8 = 0x14;
+const LIST_USERS: u8 = 0x15;
+const IMPORT_USER: u8 = 0x16;
+const STATUS_REPLY: u8 = 0x90;
+const DONE: u8 = 0x91;
+const RECOVERY_CODES: u8 = 0x92;
+const USERS: u8 = 0x93;
+const ALREADY_ENROLLED: u8 = 0x94;
 /// Longest key label sent.
 pub const MAX_KEY_LABEL_LEN: usize = 48;
 
@@ -124,22 +173,126 @@ impl fmt::Debug for Verify {
     }
 }
 
+/// The recovery codes of a new enrollment.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NewCodes {
+    /// This many new ones (returned in `RecoveryCodes`).
+    Generate(u8),
+    /// These (normalized, at most [`MAX_KEEP`] of at most [`MAX_CODE_FIELD`] bytes).
+    Keep(Vec<Zeroizing<String>>),
+}
+
+/// A new enrollment (root only). The secret travels base32, in buffers wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Enroll {
+    pub user: String,
+    pub secret: Zeroizing<String>,
+    /// 0 SHA1, 1 SHA256, 2 SHA512; with [`HOTP`] set, an HOTP enrollment (`period` unused).
+    pub algorithm: u8,
+    pub digits: u8,
+    pub period: u32,
+    pub last_counter: Option<u64>,
+    pub recovery: NewCodes,
+    pub replace: bool,
+}
+
+impl fmt::Debug for Enroll {
+    // Never the secret or the codes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enroll")
+            .field("user", &self.user)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("replace", &self.replace)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     Verify(Verify),
-    IsEnrolled { user: String },
+    IsEnrolled {
+        user: String,
+    },
+    Enroll(Enroll),
+    Status {
+        user: String,
+    },
+    Unlock {
+        user: String,
+    },
+    Remove {
+        user: String,
+    },
+    NewRecoveryCodes {
+        user: String,
+        count: u8,
+    },
+    ListUsers {
+        after: Option<String>,
+    },
+    /// Copy `user`'s enrollment from the state directory `from_dir`, sealed under the key in
+    /// `from_key`, into the daemon's storage (`import --from-state-dir`). Answered with the
+    /// new record's `Status`.
+    ImportUser {
+        user: String,
+        from_dir: String,
+        from_key: String,
+        replace: bool,
+    },
     Grace(GraceRequest),
 }
 
 impl Request {
-    /// The account the request is about (what SO_PEERCRED authorization checks).
-    pub fn user(&self) -> &str {
+    /// The account the request is about (what SO_PEERCRED authorization checks); `None`
+    /// for a request about every account.
+    pub fn account(&self) -> Option<&str> {
         match self {
-            Request::Verify(v) => &v.user,
-            Request::IsEnrolled { user } => user,
-            Request::Grace(g) => &g.user,
+            Request::Verify(v) => Some(&v.user),
+            Request::Enroll(e) => Some(&e.user),
+            Request::IsEnrolled { user }
+            | Request::Status { user }
+            | Request::Unlock { user }
+            | Request::Remove { user }
+            | Request::NewRecoveryCodes { user, .. }
+            | Request::ImportUser { user, .. } => Some(user),
+            Request::ListUsers { .. } => None,
+            Request::Grace(g) => Some(&g.user),
         }
     }
+
+    /// The account the request is about; "" for a request about every account.
+    pub fn user(&self) -> &str {
+        self.account().unwrap_or("")
+    }
+
+    /// Whether only a caller whose uid is 0 may ask this.
+    pub fn root_only(&self) -> bool {
+        !matches!(
+            self,
+            Request::Verify(_) | Request::IsEnrolled { .. } | Request::Grace(_)
+        )
+    }
+}
+
+/// A user's status as `totp-enroll status` shows it. Never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Status {
+    /// 0 SHA1, 1 SHA256, 2 SHA512; with [`HOTP`] set, an HOTP enrollment.
+    pub algorithm: u8,
+    pub digits: u8,
+    pub period: u32,
+    pub created: i64,
+    pub last_used: Option<i64>,
+    pub last_counter: Option<u64>,
+    pub failures: u32,
+    pub locked_until: Option<i64>,
+    pub rejected_since_success: u32,
+    pub last_rejected_rhost: Option<String>,
+    pub last_rejected_at: Option<i64>,
+    pub lockouts: u32,
+    pub recovery_codes_left: u32,
 }
 
 /// Rejected attempts since the last success, shown after a success.
@@ -219,6 +372,19 @@ pub enum Reply {
     Denied,
     /// The request did not parse or named an invalid user.
     BadRequest,
+    /// Answer to `Status`.
+    Status(Status),
+    /// Done (`Unlock`, `Remove`, `Enroll` keeping its codes).
+    Done,
+    /// New recovery codes, to be shown once (`Enroll`, `NewRecoveryCodes`).
+    RecoveryCodes(Vec<Zeroizing<String>>),
+    /// Answer to `ListUsers`.
+    Users {
+        names: Vec<String>,
+        more: bool,
+    },
+    /// `Enroll` without `replace` of an enrolled user.
+    AlreadyEnrolled,
     /// Answer to `Grace`: yes, the device is remembered since this time.
     Grace {
         since: i64,
@@ -314,6 +480,16 @@ impl Writer {
         }
     }
 
+    fn opt_u64(&mut self, n: Option<u64>) {
+        match n {
+            None => self.0.push(0),
+            Some(n) => {
+                self.0.push(1);
+                self.u64(n);
+            }
+        }
+    }
+
     fn opt_key(&mut self, k: Option<&DeviceKey>) {
         match k {
             None => self.0.push(0),
@@ -322,6 +498,16 @@ impl Writer {
                 self.0.extend_from_slice(&k.digest);
                 self.str(&k.label, MAX_KEY_LABEL_LEN);
             }
+        }
+    }
+
+    /// At most `max` codes of at most [`MAX_CODE_FIELD`] bytes: callers check before; the
+    /// encoder still never makes a frame the decoder refuses.
+    fn codes(&mut self, codes: &[Zeroizing<String>], max: usize) {
+        let n = codes.len().min(max);
+        self.0.push(n as u8);
+        for c in &codes[..n] {
+            self.str(c, MAX_CODE_FIELD);
         }
     }
 
@@ -408,6 +594,35 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+        if self.tag()? {
+            self.u64().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A string of at most `max` bytes, in a buffer wiped when dropped.
+    fn secret_str(&mut self, max: usize) -> Result<Zeroizing<String>, DecodeError> {
+        let b = self.str_bytes()?;
+        if b.len() > max {
+            return Err(DecodeError::BadString);
+        }
+        Ok(Zeroizing::new(
+            std::str::from_utf8(b)
+                .map_err(|_| DecodeError::BadString)?
+                .to_owned(),
+        ))
+    }
+
+    fn codes(&mut self, max: usize) -> Result<Vec<Zeroizing<String>>, DecodeError> {
+        let n = usize::from(self.u8()?);
+        if n > max {
+            return Err(DecodeError::BadTag);
+        }
+        (0..n).map(|_| self.secret_str(MAX_CODE_FIELD)).collect()
+    }
+
     fn opt_key(&mut self) -> Result<Option<DeviceKey>, DecodeError> {
         if !self.tag()? {
             return Ok(None);
@@ -468,6 +683,54 @@ impl Request {
                 w.str(user, MAX_STR_LEN);
                 w.finish()
             }
+            Request::Enroll(e) => {
+                let mut w = Writer::new(ENROLL);
+                w.str(&e.user, MAX_STR_LEN);
+                w.str(&e.secret, MAX_SECRET_LEN);
+                w.0.push(e.algorithm);
+                w.0.push(e.digits);
+                w.u32(e.period);
+                w.opt_u64(e.last_counter);
+                match &e.recovery {
+                    NewCodes::Generate(n) => {
+                        w.0.push(0);
+                        w.0.push(*n);
+                    }
+                    NewCodes::Keep(codes) => {
+                        w.0.push(1);
+                        w.codes(codes, MAX_KEEP);
+                    }
+                }
+                w.0.push(u8::from(e.replace));
+                w.finish()
+            }
+            Request::Status { user } => Self::one_user(STATUS, user),
+            Request::Unlock { user } => Self::one_user(UNLOCK, user),
+            Request::Remove { user } => Self::one_user(REMOVE, user),
+            Request::NewRecoveryCodes { user, count } => {
+                let mut w = Writer::new(NEW_RECOVERY_CODES);
+                w.str(user, MAX_STR_LEN);
+                w.0.push(*count);
+                w.finish()
+            }
+            Request::ListUsers { after } => {
+                let mut w = Writer::new(LIST_USERS);
+                w.opt_str(after.as_deref());
+                w.finish()
+            }
+            Request::ImportUser {
+                user,
+                from_dir,
+                from_key,
+                replace,
+            } => {
+                let mut w = Writer::new(IMPORT_USER);
+                w.str(user, MAX_STR_LEN);
+                w.str(from_dir, MAX_STR_LEN);
+                w.str(from_key, MAX_STR_LEN);
+                w.0.push(u8::from(*replace));
+                w.finish()
+            }
             Request::Grace(g) => {
                 let mut w = Writer::new(GRACE_REQUEST);
                 w.str(&g.user, MAX_STR_LEN);
@@ -477,6 +740,12 @@ impl Request {
                 w.finish()
             }
         }
+    }
+
+    fn one_user(kind: u8, user: &str) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new(kind);
+        w.str(user, MAX_STR_LEN);
+        w.finish()
     }
 
     /// Decodes a frame body (what [`read_frame`] returns).
@@ -503,6 +772,36 @@ impl Request {
                 })
             }
             IS_ENROLLED => Request::IsEnrolled { user: r.str()? },
+            ENROLL => Request::Enroll(Enroll {
+                user: r.str()?,
+                secret: r.secret_str(MAX_SECRET_LEN)?,
+                algorithm: r.u8()?,
+                digits: r.u8()?,
+                period: r.u32()?,
+                last_counter: r.opt_u64()?,
+                recovery: if r.tag()? {
+                    NewCodes::Keep(r.codes(MAX_KEEP)?)
+                } else {
+                    NewCodes::Generate(r.u8()?)
+                },
+                replace: r.tag()?,
+            }),
+            STATUS => Request::Status { user: r.str()? },
+            UNLOCK => Request::Unlock { user: r.str()? },
+            REMOVE => Request::Remove { user: r.str()? },
+            NEW_RECOVERY_CODES => Request::NewRecoveryCodes {
+                user: r.str()?,
+                count: r.u8()?,
+            },
+            LIST_USERS => Request::ListUsers {
+                after: r.opt_str()?,
+            },
+            IMPORT_USER => Request::ImportUser {
+                user: r.str()?,
+                from_dir: r.str()?,
+                from_key: r.str()?,
+                replace: r.tag()?,
+            },
             GRACE_REQUEST => Request::Grace(GraceRequest {
                 user: r.str()?,
                 rhost: r.str()?,
@@ -558,6 +857,47 @@ impl Reply {
             }
             Reply::Denied => w = Writer::new(DENIED),
             Reply::BadRequest => w = Writer::new(BAD_REQUEST),
+            Reply::Status(st) => {
+                w = Writer::new(STATUS_REPLY);
+                w.0.push(st.algorithm);
+                w.0.push(st.digits);
+                w.u32(st.period);
+                w.i64(st.created);
+                w.opt_i64(st.last_used);
+                w.opt_u64(st.last_counter);
+                w.u32(st.failures);
+                w.opt_i64(st.locked_until);
+                w.u32(st.rejected_since_success);
+                w.opt_str(st.last_rejected_rhost.as_deref());
+                w.opt_i64(st.last_rejected_at);
+                w.u32(st.lockouts);
+                w.u32(st.recovery_codes_left);
+            }
+            Reply::Done => w = Writer::new(DONE),
+            Reply::RecoveryCodes(codes) => {
+                w = Writer::new(RECOVERY_CODES);
+                w.codes(codes, MAX_CODES);
+            }
+            Reply::Users { names, more } => {
+                w = Writer::new(USERS);
+                // As many as fit; the rest is "more" (the caller asks again after the last).
+                let mut n = 0;
+                let mut used = 0;
+                for name in names {
+                    let len = name.len().min(MAX_STR_LEN) + 1;
+                    if n == usize::from(u8::MAX) || used + len > USERS_BUDGET {
+                        break;
+                    }
+                    used += len;
+                    n += 1;
+                }
+                w.0.push(n as u8);
+                for name in &names[..n] {
+                    w.str(name, MAX_STR_LEN);
+                }
+                w.0.push(u8::from(*more || n < names.len()));
+            }
+            Reply::AlreadyEnrolled => w = Writer::new(ALREADY_ENROLLED),
             Reply::Grace { since } => {
                 w = Writer::new(GRACE);
                 w.i64(*since);
@@ -594,6 +934,36 @@ impl Reply {
             }
             DENIED => Reply::Denied,
             BAD_REQUEST => Reply::BadRequest,
+            STATUS_REPLY => Reply::Status(Status {
+                algorithm: r.u8()?,
+                digits: r.u8()?,
+                period: r.u32()?,
+                created: r.i64()?,
+                last_used: r.opt_i64()?,
+                last_counter: r.opt_u64()?,
+                failures: r.u32()?,
+                locked_until: r.opt_i64()?,
+                rejected_since_success: r.u32()?,
+                last_rejected_rhost: r.opt_str()?,
+                last_rejected_at: r.opt_i64()?,
+                lockouts: r.u32()?,
+                recovery_codes_left: r.u32()?,
+            }),
+            DONE => Reply::Done,
+            RECOVERY_CODES => Reply::RecoveryCodes(r.codes(MAX_CODES)?),
+            USERS => {
+                let n = r.u8()?;
+                let names: Vec<String> = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
+                // One encoding per message: never more than the encoder puts in one.
+                if names.iter().map(|n| n.len() + 1).sum::<usize>() > USERS_BUDGET {
+                    return Err(DecodeError::Trailing);
+                }
+                Reply::Users {
+                    names,
+                    more: r.tag()?,
+                }
+            }
+            ALREADY_ENROLLED => Reply::AlreadyEnrolled,
             GRACE => Reply::Grace { since: r.i64()? },
             NO_GRACE => Reply::NoGrace,
             k => return Err(DecodeError::Kind(k)),
@@ -777,6 +1147,101 @@ mod tests {
         for r in replies {
             assert_eq!(Reply::decode(body(&r.encode())).unwrap(), r, "{r:?}");
         }
+    }
+
+    #[test]
+    fn administration_round_trips_and_fits_one_frame_at_its_largest() {
+        let code = |s: &str| Zeroizing::new(s.to_owned());
+        let reqs = [
+            Request::Enroll(Enroll {
+                user: "u".repeat(MAX_STR_LEN),
+                secret: Zeroizing::new("A".repeat(MAX_SECRET_LEN)),
+                algorithm: 2,
+                digits: 8,
+                period: 60,
+                last_counter: Some(u64::MAX),
+                recovery: NewCodes::Keep(vec![code(&"9".repeat(MAX_CODE_FIELD)); MAX_KEEP]),
+                replace: true,
+            }),
+            Request::Enroll(Enroll {
+                user: "alice".into(),
+                secret: code("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+                algorithm: 0,
+                digits: 6,
+                period: 30,
+                last_counter: None,
+                recovery: NewCodes::Generate(10),
+                replace: false,
+            }),
+            Request::Status { user: "a".into() },
+            Request::Unlock { user: "b".into() },
+            Request::Remove { user: "c".into() },
+            Request::NewRecoveryCodes {
+                user: "d".into(),
+                count: 64,
+            },
+            Request::ListUsers { after: None },
+            Request::ListUsers {
+                after: Some("m".into()),
+            },
+            Request::ImportUser {
+                user: "u".repeat(MAX_STR_LEN),
+                from_dir: "d".repeat(MAX_STR_LEN),
+                from_key: "k".repeat(MAX_STR_LEN),
+                replace: true,
+            },
+        ];
+        for r in reqs {
+            let f = r.encode();
+            assert!(f.len() <= HEADER_LEN + MAX_FRAME_LEN, "{r:?}");
+            assert_eq!(Request::decode(body(&f)).unwrap(), r);
+        }
+        assert!(Request::ListUsers { after: None }.root_only());
+        assert!(!verify("1").root_only());
+        let replies = [
+            Reply::Status(Status {
+                algorithm: 1,
+                digits: 7,
+                period: 30,
+                created: -1,
+                last_used: Some(5),
+                last_counter: Some(9),
+                failures: 2,
+                locked_until: Some(i64::MAX),
+                rejected_since_success: 3,
+                last_rejected_rhost: Some("h".repeat(MAX_STR_LEN)),
+                last_rejected_at: None,
+                lockouts: 1,
+                recovery_codes_left: 4,
+            }),
+            Reply::Status(Status::default()),
+            Reply::Done,
+            Reply::AlreadyEnrolled,
+            Reply::RecoveryCodes(vec![code("ABCDE-FGHJK"); MAX_CODES]),
+            Reply::RecoveryCodes(Vec::new()),
+            Reply::Users {
+                names: vec!["a".into(), "b".into()],
+                more: false,
+            },
+        ];
+        for r in replies {
+            let f = r.encode();
+            assert!(f.len() <= HEADER_LEN + MAX_FRAME_LEN, "{r:?}");
+            assert_eq!(Reply::decode(body(&f)).unwrap(), r, "{r:?}");
+        }
+        // More names than fit: as many as fit, and "more".
+        let names: Vec<String> = (0..200).map(|i| format!("user{i:04}")).collect();
+        let f = Reply::Users {
+            names: names.clone(),
+            more: false,
+        }
+        .encode();
+        assert!(f.len() <= HEADER_LEN + MAX_FRAME_LEN);
+        let Reply::Users { names: got, more } = Reply::decode(body(&f)).unwrap() else {
+            panic!()
+        };
+        assert!(more && !got.is_empty() && got.len() < names.len());
+        assert_eq!(got[..], names[..got.len()]);
     }
 
     #[test]

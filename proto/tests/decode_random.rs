@@ -48,6 +48,23 @@ fn seeds() -> Vec<Vec<u8>> {
             }),
         }),
         Request::IsEnrolled { user: "bob".into() },
+        Request::Enroll(proto::Enroll {
+            user: "carol".into(),
+            secret: Zeroizing::new("GEZDGNBVGY3TQOJQ".into()),
+            algorithm: 1,
+            digits: 6,
+            period: 30,
+            last_counter: Some(7),
+            recovery: proto::NewCodes::Keep(vec![Zeroizing::new("12345678".into()); 3]),
+            replace: true,
+        }),
+        Request::NewRecoveryCodes {
+            user: "dave".into(),
+            count: 10,
+        },
+        Request::ListUsers {
+            after: Some("a".into()),
+        },
         Request::Grace(proto::GraceRequest {
             user: "carol".into(),
             rhost: "192.0.2.8".into(),
@@ -70,6 +87,16 @@ fn seeds() -> Vec<Vec<u8>> {
         },
         Reply::Unavailable(proto::Unavailable::Busy),
         Reply::Locked { until: 3 },
+        Reply::Status(proto::Status {
+            last_rejected_rhost: Some("h".into()),
+            last_counter: Some(3),
+            ..Default::default()
+        }),
+        Reply::RecoveryCodes(vec![Zeroizing::new("ABCDE-FGHJK".into()); 2]),
+        Reply::Users {
+            names: vec!["a".into(), "bb".into()],
+            more: true,
+        },
     ];
     reqs.iter()
         .map(|r| r.encode()[HEADER_LEN..].to_vec())

@@ -140,9 +140,13 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Reply, String> {
     let s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    (&s).write_all(&req.encode())
-        .map_err(|e| format!("write: {e}"))?;
-    let body = read_frame(&mut &s).map_err(|e| format!("read: {e}"))?;
+    // A daemon may answer (Busy) and close before it reads the request: the reply is still
+    // there to read after a failed write.
+    let written = (&s).write_all(&req.encode());
+    let body = read_frame(&mut &s).map_err(|e| match &written {
+        Err(w) => format!("write: {w}"),
+        Ok(()) => format!("read: {e}"),
+    })?;
     Reply::decode(&body).map_err(|e| format!("decode: {e}"))
 }
 

@@ -113,6 +113,66 @@ fn root_gets_every_outcome_under_the_daemons_policy() {
 }
 
 #[test]
+fn administration_is_for_root_only() {
+    let (f, d) = started("");
+    let a = TestUser::create("dad");
+    f.enroll(&a.name, 2);
+    let sock = d.socket.clone();
+    // A plain user gets nothing, even about its own account, and changes nothing.
+    for args in [
+        &["status", &a.name][..],
+        &["unlock", &a.name],
+        &["remove", &a.name],
+        &["new-codes", &a.name],
+        &["enroll", &a.name],
+        &["list"],
+    ] {
+        assert_eq!(ask_as(&a, &sock, args), "Denied", "{args:?}");
+    }
+    let user = UserName::parse(&a.name).unwrap();
+    let st = f.store().status(&user).unwrap().unwrap();
+    assert_eq!(st.recovery_codes_left, 2);
+    assert!(
+        d.log().contains("administration request from uid="),
+        "{}",
+        d.log()
+    );
+    // Root may (the files backend here): status, list, new codes, remove.
+    match d.ask(&Request::Status {
+        user: a.name.clone(),
+    }) {
+        Ok(Reply::Status(s)) => assert_eq!((s.recovery_codes_left, s.digits), (2, 6)),
+        r => panic!("{r:?}"),
+    }
+    match d.ask(&Request::ListUsers { after: None }) {
+        Ok(Reply::Users { names, more: false }) => assert!(names.contains(&a.name)),
+        r => panic!("{r:?}"),
+    }
+    match d.ask(&Request::NewRecoveryCodes {
+        user: a.name.clone(),
+        count: 4,
+    }) {
+        Ok(Reply::RecoveryCodes(c)) => assert_eq!(c.len(), 4),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(
+        f.store()
+            .status(&user)
+            .unwrap()
+            .unwrap()
+            .recovery_codes_left,
+        4
+    );
+    assert_eq!(
+        d.ask(&Request::Remove {
+            user: a.name.clone()
+        }),
+        Ok(Reply::Done)
+    );
+    assert!(f.store().status(&user).unwrap().is_none());
+}
+
+#[test]
 fn a_plain_user_asks_only_about_its_own_account() {
     let (f, d) = started("max_failures = 5");
     let a = TestUser::create("dpa");
@@ -420,6 +480,23 @@ fn bad_config_or_arguments_refuse_to_start() {
                 "backend = \"etcd\"\n[etcd]\nendpoints = [\"https://e:2379\"]",
             ),
             "etcd",
+        ),
+        (
+            config_text(
+                &f,
+                "backend = \"etcd\"\n[etcd]\nendpoints = [\"https://e:2379\"]\n\
+                 tls_ca = \"/nonexistent/ca.pem\"",
+            ),
+            "tls_ca, tls_cert and tls_key go together",
+        ),
+        (
+            config_text(
+                &f,
+                "backend = \"etcd\"\n[etcd]\nendpoints = [\"https://e:2379\"]\n\
+                 tls_ca = \"/nonexistent/ca.pem\"\ntls_cert = \"/nonexistent/c.pem\"\n\
+                 tls_key = \"/nonexistent/c.key\"",
+            ),
+            "/nonexistent/ca.pem",
         ),
         ("socket = \"relative/socket\"".to_owned(), "socket"),
         ("window = 99".to_owned(), "window"),

@@ -198,15 +198,16 @@ impl Command {
 #[command(group(
     ArgGroup::new("source")
         .required(true)
-        .args(["secret_stdin", "from_google_authenticator", "from_oath_usersfile"])
+        .args(["secret_stdin", "from_google_authenticator", "from_oath_usersfile", "from_state_dir"])
 ))]
 pub struct ImportArgs {
-    /// The account to enroll (for --from-oath-usersfile: import only this account)
+    /// The account to enroll (for --from-oath-usersfile and --from-state-dir: import only
+    /// this account)
     #[arg(
         long,
         value_name = "NAME",
         value_parser = user_name,
-        required_unless_present = "from_oath_usersfile"
+        required_unless_present_any = ["from_oath_usersfile", "from_state_dir"]
     )]
     pub user: Option<UserName>,
 
@@ -224,6 +225,15 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub from_oath_usersfile: Option<PathBuf>,
 
+    /// Move the enrollments of a pam_totp state directory (another host's, or this host's
+    /// before it joined a fleet), with their counters and unused recovery codes, into the
+    /// configured backend; needs --from-key-file
+    #[arg(long, value_name = "DIR", value_parser = absolute_path, requires = "from_key_file")]
+    pub from_state_dir: Option<PathBuf>,
+
+    /// The host key that sealed the states of --from-state-dir
+    #[arg(long, value_name = "FILE", value_parser = absolute_path, requires = "from_state_dir")]
+    pub from_key_file: Option<PathBuf>,
     /// The secret from standard input is an HOTP (counter-based, RFC 4226) token's, e.g.
     /// a hardware token
     #[arg(long, requires = "secret_stdin", conflicts_with = "period")]
@@ -235,15 +245,15 @@ pub struct ImportArgs {
     pub counter: Option<u64>,
 
     /// Algorithm of the secret from standard input [default: the config's, SHA1]
-    #[arg(long, conflicts_with_all = ["from_google_authenticator", "from_oath_usersfile"], value_parser = algorithm)]
+    #[arg(long, conflicts_with_all = ["from_google_authenticator", "from_oath_usersfile", "from_state_dir"], value_parser = algorithm)]
     pub algorithm: Option<Algorithm>,
 
     /// Digits of the codes (6 to 8) [default: the config's, 6]
-    #[arg(long, conflicts_with_all = ["from_google_authenticator", "from_oath_usersfile"], value_parser = clap::value_parser!(u8).range(6..=8))]
+    #[arg(long, conflicts_with_all = ["from_google_authenticator", "from_oath_usersfile", "from_state_dir"], value_parser = clap::value_parser!(u8).range(6..=8))]
     pub digits: Option<u8>,
 
     /// Seconds per code (1 to 3600) [default: the config's, 30]
-    #[arg(long, conflicts_with_all = ["from_google_authenticator", "from_oath_usersfile"], value_parser = clap::value_parser!(u32).range(1..=3600))]
+    #[arg(long, conflicts_with_all = ["from_google_authenticator", "from_oath_usersfile", "from_state_dir"], value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub period: Option<u32>,
 
     /// Replace existing enrollments

@@ -8,7 +8,6 @@ use std::io::Write;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
-use common::recovery::RecoveryCode;
 use common::totp::TotpSecret;
 use common::{AuthRequest, Enrollment, Outcome, RecoveryCodes, TimeStep, UserName};
 
@@ -206,7 +205,10 @@ pub fn confirm_current_code(ctx: &Ctx, store: &Store, user: &UserName) -> Result
     Err(Failure::refused("no valid code; nothing was changed"))
 }
 
-pub fn print_recovery_codes(out: &mut impl Write, codes: &[RecoveryCode]) -> Result<(), Failure> {
+pub fn print_recovery_codes(
+    out: &mut impl Write,
+    codes: &crate::ShownCodes,
+) -> Result<(), Failure> {
     if codes.is_empty() {
         writeln!(
             out,
@@ -216,7 +218,7 @@ pub fn print_recovery_codes(out: &mut impl Write, codes: &[RecoveryCode]) -> Res
     }
     writeln!(out, "Recovery codes:")?;
     for c in codes {
-        writeln!(out, "{}", c.display().as_str())?;
+        writeln!(out, "{}", c.as_str())?;
     }
     writeln!(
         out,

@@ -51,7 +51,8 @@ impl From<common::Error> for Failure {
             | E::Lock { .. }
             | E::Config(_)
             | E::RandomSource(_)
-            | E::Contention(_) => Failure::System(e.to_string()),
+            | E::Contention(_)
+            | E::Unavailable(_) => Failure::System(e.to_string()),
         }
     }
 }

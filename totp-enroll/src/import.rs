@@ -12,7 +12,6 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use zeroize::Zeroizing;
 
-use common::recovery::RecoveryCode;
 use common::{
     Enrollment, Error, OtpKind, OtpParams, RecoveryCodes, TimeStep, TotpSecret, UserName,
 };
@@ -31,6 +30,9 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<(), Failure> {
     let store = ctx.store(true)?;
     if let Some(path) = &args.from_oath_usersfile {
         return oath_usersfile(ctx, &store, path, args);
+    }
+    if let (Some(dir), Some(key)) = (&args.from_state_dir, &args.from_key_file) {
+        return state_dir(ctx, &store, dir, key, args);
     }
     // clap requires --user for the other two sources.
     let user = args
@@ -130,7 +132,7 @@ fn enroll(
     params: OtpParams,
     last_counter: Option<u64>,
     replace: bool,
-) -> Result<Vec<RecoveryCode>, Failure> {
+) -> Result<crate::ShownCodes, Failure> {
     let count = ctx.config.recovery_codes;
     let e = Enrollment {
         user: user.clone(),
@@ -518,6 +520,79 @@ fn oath_usersfile(ctx: &Ctx, store: &Store, path: &Path, args: &ImportArgs) -> R
         )));
     }
     Ok(())
+}
+
+/// `--from-state-dir DIR --from-key-file FILE`: every enrollment of DIR (or only `--user`),
+/// with its counters and unused recovery codes, into the configured backend. Names are not
+/// looked up in this host's accounts: they were accounts where the state directory was made,
+/// and a fleet host need not have every account of the fleet.
+fn state_dir(
+    ctx: &Ctx,
+    store: &Store,
+    dir: &Path,
+    key: &Path,
+    args: &ImportArgs,
+) -> Result<(), Failure> {
+    let users =
+        ctx.root(|| common::FilesBackend::open(dir).and_then(|b| common::Backend::users(&b)))?;
+    let users: Vec<UserName> = match &args.user {
+        Some(u) if users.contains(u) => vec![u.clone()],
+        Some(u) => {
+            return Err(Failure::refused(format!(
+                "{u} has no enrollment in {}",
+                dir.display()
+            )))
+        }
+        None => users,
+    };
+    let (mut moved, mut refused, mut failed) = (0, 0, 0);
+    for user in &users {
+        match ctx.root(|| store.import_user(dir, key, user, args.replace)) {
+            Ok(Some(s)) => {
+                moved += 1;
+                say!(
+                    "Imported {user} from {} (TOTP, {}, {} digits, {} s); last used: {}; \
+                     {} recovery code(s) left.",
+                    dir.display(),
+                    s.params.algorithm(),
+                    s.params.digits(),
+                    s.params.period(),
+                    s.counters
+                        .last_used
+                        .map_or("never".to_owned(), crate::format_time),
+                    s.recovery_codes_left
+                );
+            }
+            // Removed from DIR since it was listed.
+            Ok(None) => {
+                refused += 1;
+                say!(
+                    "{user}: not imported: no longer enrolled in {}",
+                    dir.display()
+                );
+            }
+            Err(e @ Failure::System(_)) => {
+                failed += 1;
+                say!("{user}: not imported: {e}");
+            }
+            Err(e) => {
+                refused += 1;
+                say!("{user}: not imported: {}", already_enrolled_hint(e));
+            }
+        }
+    }
+    say!("{moved} imported, {refused} refused, {failed} failed.");
+    if failed > 0 {
+        Err(Failure::System(format!(
+            "{failed} enrollment(s) not imported"
+        )))
+    } else if refused > 0 {
+        Err(Failure::refused(format!(
+            "{refused} enrollment(s) not imported"
+        )))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

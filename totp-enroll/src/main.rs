@@ -26,6 +26,7 @@ macro_rules! warn {
 
 mod admin;
 mod cli;
+mod daemon;
 mod enroll;
 mod failure;
 mod import;
@@ -167,11 +168,17 @@ impl Ctx {
     /// state directory and key are created; otherwise both must exist.
     pub fn store(&self, create: bool) -> Result<Store, Failure> {
         let c = &self.config;
+        if c.backend == common::config::BackendKind::Etcd {
+            return Ok(Store::Daemon(daemon::Daemon {
+                socket: c.socket.clone(),
+                timeout: std::time::Duration::from_millis(c.daemon_timeout_ms),
+            }));
+        }
         if create && self.caller.is_root {
             let (store, created) = self.root(|| {
                 let backend = FilesBackend::create(&c.state_dir)?;
                 let (keys, created) = FileKey::load_or_create(&c.key_file)?;
-                Ok((Store { backend, keys }, created))
+                Ok((Local { backend, keys }, created))
             })?;
             if created {
                 warn!(
@@ -179,7 +186,7 @@ impl Ctx {
                     c.key_file.display()
                 );
             }
-            return Ok(store);
+            return Ok(Store::Local(store));
         }
         let missing = |what: &str, path: &std::path::Path| {
             Failure::System(format!(
@@ -198,7 +205,7 @@ impl Ctx {
             Err(e) => return Err(e.into()),
         };
         match self.privs.as_root(|| FileKey::load(&c.key_file))? {
-            Ok(keys) => Ok(Store { backend, keys }),
+            Ok(keys) => Ok(Store::Local(Local { backend, keys })),
             Err(e) if not_found(&e) => Err(missing("host key", &c.key_file)),
             Err(e) => Err(e.into()),
         }
@@ -225,55 +232,129 @@ impl Ctx {
     }
 }
 
-/// The state store and key of the configuration, opened once per command. Every operation
-/// is one of `common::login`'s over the files backend; nothing here touches a file.
-pub struct Store {
+/// The state directory and host key of this host, opened once per command.
+pub struct Local {
     backend: FilesBackend,
     keys: FileKey,
 }
 
+/// Where the configuration's enrollments are: each operation is one of `common::login`'s
+/// over the files backend, or, on a fleet (`backend = "etcd"`), the same operation run by
+/// the local `pam_totpd` ([`daemon::Daemon`]). Nothing here touches a file or a socket
+/// itself.
+pub enum Store {
+    Local(Local),
+    Daemon(daemon::Daemon),
+}
+
+/// Recovery codes as shown (wiped when dropped).
+pub type ShownCodes = Vec<zeroize::Zeroizing<String>>;
+
+fn shown(codes: Vec<common::recovery::RecoveryCode>) -> ShownCodes {
+    codes.iter().map(|c| c.display()).collect()
+}
+
 impl Store {
     pub fn is_enrolled(&self, user: &UserName) -> common::Result<bool> {
-        common::Backend::is_enrolled(&self.backend, user)
+        match self {
+            Store::Local(l) => common::Backend::is_enrolled(&l.backend, user),
+            Store::Daemon(d) => d.is_enrolled(user),
+        }
     }
+    /// On a fleet the daemon's policy applies (its config), not `req`'s.
     pub fn authenticate(
         &self,
         user: &UserName,
         input: &str,
         req: &common::AuthRequest,
     ) -> common::Result<common::Outcome> {
-        common::login::authenticate(&self.backend, &self.keys, user, input, req)
+        match self {
+            Store::Local(l) => common::login::authenticate(&l.backend, &l.keys, user, input, req),
+            Store::Daemon(d) => d.authenticate(user, input),
+        }
     }
-    pub fn enroll(
-        &self,
-        e: common::Enrollment,
-    ) -> common::Result<Vec<common::recovery::RecoveryCode>> {
-        common::login::enroll(&self.backend, &self.keys, e)
+    pub fn enroll(&self, e: common::Enrollment) -> common::Result<ShownCodes> {
+        match self {
+            Store::Local(l) => common::login::enroll(&l.backend, &l.keys, e).map(shown),
+            Store::Daemon(d) => d.enroll(e),
+        }
     }
     pub fn status(&self, user: &UserName) -> common::Result<Option<common::Status>> {
-        common::login::status(&self.backend, &self.keys, user)
+        match self {
+            Store::Local(l) => common::login::status(&l.backend, &l.keys, user),
+            Store::Daemon(d) => d.status(user),
+        }
     }
     pub fn remove(&self, user: &UserName) -> common::Result<bool> {
-        common::Backend::remove(&self.backend, user)
+        match self {
+            Store::Local(l) => common::Backend::remove(&l.backend, user),
+            Store::Daemon(d) => d.remove(user),
+        }
     }
     pub fn regenerate_recovery_codes(
         &self,
         user: &UserName,
         count: usize,
-    ) -> common::Result<Vec<common::recovery::RecoveryCode>> {
-        common::login::regenerate_recovery_codes(&self.backend, &self.keys, user, count)
+    ) -> common::Result<ShownCodes> {
+        match self {
+            Store::Local(l) => {
+                common::login::regenerate_recovery_codes(&l.backend, &l.keys, user, count)
+                    .map(shown)
+            }
+            Store::Daemon(d) => d.regenerate_recovery_codes(user, count),
+        }
     }
     pub fn unlock(&self, user: &UserName) -> common::Result<()> {
-        common::login::unlock(&self.backend, &self.keys, user)
+        match self {
+            Store::Local(l) => common::login::unlock(&l.backend, &l.keys, user),
+            Store::Daemon(d) => d.unlock(user),
+        }
     }
     pub fn forget_devices(&self, user: &UserName) -> common::Result<usize> {
-        common::login::forget_devices(&self.backend, &self.keys, user)
+        match self {
+            Store::Local(l) => common::login::forget_devices(&l.backend, &l.keys, user),
+            Store::Daemon(_) => Err(common::Error::Config(
+                "forget-devices on a fleet (backend = \"etcd\") is not supported yet".into(),
+            )),
+        }
     }
     pub fn list(&self) -> common::Result<Vec<common::PerUser<common::Status>>> {
-        common::login::list(&self.backend, &self.keys)
+        match self {
+            Store::Local(l) => common::login::list(&l.backend, &l.keys),
+            Store::Daemon(d) => d.list(),
+        }
+    }
+    /// Copies `user`'s enrollment from the state directory `from_dir` (sealed under the key
+    /// in `from_key`) into this store; the new record's status, `None` if `from_dir` has no
+    /// enrollment of that name.
+    pub fn import_user(
+        &self,
+        from_dir: &std::path::Path,
+        from_key: &std::path::Path,
+        user: &UserName,
+        replace: bool,
+    ) -> common::Result<Option<common::Status>> {
+        match self {
+            Store::Local(l) => {
+                let from = FilesBackend::open(from_dir)?;
+                let from_keys = FileKey::load(from_key)?;
+                match common::login::copy_enrollment(
+                    &from, &from_keys, &l.backend, &l.keys, user, replace,
+                )? {
+                    None => Ok(None),
+                    Some(_) => common::login::status(&l.backend, &l.keys, user),
+                }
+            }
+            Store::Daemon(d) => d.import_user(from_dir, from_key, user, replace),
+        }
     }
     pub fn rekey(&self) -> common::Result<Vec<common::PerUser<()>>> {
-        common::login::rekey(&self.backend, &self.keys)
+        match self {
+            Store::Local(l) => common::login::rekey(&l.backend, &l.keys),
+            Store::Daemon(_) => Err(common::Error::Config(
+                "rekey of a fleet (backend = \"etcd\") is not supported yet".into(),
+            )),
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //!   pam-totp-ask SOCKET is-enrolled USER
 //!   pam-totp-ask SOCKET verify USER CODE
+//!   pam-totp-ask SOCKET status|unlock|remove|new-codes|enroll USER   # administration
+//!   pam-totp-ask SOCKET list
 //!   pam-totp-ask SOCKET grace USER RHOST
 //!   pam-totp-ask SOCKET flood N USER   # holds N idle connections, then asks once more,
 //!                                      # prints that reply and HELD, and waits for EOF on stdin
@@ -27,6 +29,30 @@ fn main() {
     match a[1].as_str() {
         "is-enrolled" => show(ask(socket, &Request::IsEnrolled { user: a[2].clone() })),
         "verify" => show(ask(socket, &verify(&a[2], &a[3]))),
+        "status" => show(ask(socket, &Request::Status { user: a[2].clone() })),
+        "unlock" => show(ask(socket, &Request::Unlock { user: a[2].clone() })),
+        "remove" => show(ask(socket, &Request::Remove { user: a[2].clone() })),
+        "new-codes" => show(ask(
+            socket,
+            &Request::NewRecoveryCodes {
+                user: a[2].clone(),
+                count: 3,
+            },
+        )),
+        "enroll" => show(ask(
+            socket,
+            &Request::Enroll(proto::Enroll {
+                user: a[2].clone(),
+                secret: zeroize::Zeroizing::new("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into()),
+                algorithm: 0,
+                digits: 6,
+                period: 30,
+                last_counter: None,
+                recovery: proto::NewCodes::Generate(1),
+                replace: true,
+            }),
+        )),
+        "list" => show(ask(socket, &Request::ListUsers { after: None })),
         "grace" => show(ask(
             socket,
             &Request::Grace(proto::GraceRequest {
