@@ -186,7 +186,7 @@ impl Ctx {
                     c.key_file.display()
                 );
             }
-            return Ok(Store::Local(store));
+            return Ok(Store::Local(Box::new(store)));
         }
         let missing = |what: &str, path: &std::path::Path| {
             Failure::System(format!(
@@ -205,7 +205,7 @@ impl Ctx {
             Err(e) => return Err(e.into()),
         };
         match self.privs.as_root(|| FileKey::load(&c.key_file))? {
-            Ok(keys) => Ok(Store::Local(Local { backend, keys })),
+            Ok(keys) => Ok(Store::Local(Box::new(Local { backend, keys }))),
             Err(e) if not_found(&e) => Err(missing("host key", &c.key_file)),
             Err(e) => Err(e.into()),
         }
@@ -243,7 +243,7 @@ pub struct Local {
 /// the local `pam_totpd` ([`daemon::Daemon`]). Nothing here touches a file or a socket
 /// itself.
 pub enum Store {
-    Local(Local),
+    Local(Box<Local>),
     Daemon(daemon::Daemon),
 }
 
