@@ -7,6 +7,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use integration_tests::pam::*;
@@ -18,16 +19,23 @@ const NOTICE: u32 = 5;
 const INFO: u32 = 6;
 const DEBUG: u32 = 7;
 
+/// One listener at a time: the tests of this file share the /dev/log placeholder, which the
+/// first one's drop would otherwise remove under the other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// Our stand-in for /dev/log.
 struct Listener {
     socket: UnixDatagram,
     path: PathBuf,
     /// We created /dev/log as a placeholder (removed on drop).
     placeholder: bool,
+    /// Dropped last, after the placeholder is gone.
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Listener {
     fn new(dir: &Path) -> Listener {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dev_log = Path::new("/dev/log");
         let placeholder = std::fs::symlink_metadata(dev_log).is_err();
         if placeholder {
@@ -38,6 +46,7 @@ impl Listener {
             socket: UnixDatagram::bind(&path).unwrap(),
             path,
             placeholder,
+            _serial: serial,
         }
     }
 
