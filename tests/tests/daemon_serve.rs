@@ -523,3 +523,47 @@ fn bad_config_or_arguments_refuse_to_start() {
     }
     assert!(!socket_of(&f).exists());
 }
+
+/// An HOTP token enrolled through the daemon (as `totp-enroll import --hotp` does on a
+/// fleet) is stored as HOTP, reported as HOTP, and its next counter's code is accepted
+/// once: the algorithm byte's HOTP bit is not dropped on the way.
+#[test]
+fn an_hotp_enrollment_through_the_daemon_stays_hotp() {
+    let (f, d) = started("");
+    let a = TestUser::create("dho");
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let enroll = Request::Enroll(proto::Enroll {
+        user: a.name.clone(),
+        secret: zeroize::Zeroizing::new(secret.into()),
+        algorithm: proto::HOTP,
+        digits: 6,
+        period: 30,
+        // The token's next counter is 5.
+        last_counter: Some(4),
+        recovery: proto::NewCodes::Generate(1),
+        replace: false,
+    });
+    match d.ask(&enroll) {
+        Ok(Reply::RecoveryCodes(c)) => assert_eq!(c.len(), 1),
+        r => panic!("{r:?}"),
+    }
+    let user = UserName::parse(&a.name).unwrap();
+    let st = f.store().status(&user).unwrap().unwrap();
+    assert_eq!(st.params.kind(), common::OtpKind::Hotp);
+    match d.ask(&Request::Status {
+        user: a.name.clone(),
+    }) {
+        Ok(Reply::Status(s)) => assert_eq!(s.algorithm, proto::HOTP),
+        r => panic!("{r:?}"),
+    }
+    let totp_secret = common::TotpSecret::from_base32(secret).unwrap();
+    let code = common::hotp::code_at(&totp_secret, &st.params, 5);
+    assert!(
+        matches!(d.ask(&verify(&a.name, &code)), Ok(Reply::Accepted { .. })),
+        "the code of counter 5"
+    );
+    assert!(
+        matches!(d.ask(&verify(&a.name, &code)), Ok(Reply::Replayed { .. })),
+        "the same code again"
+    );
+}
