@@ -14,7 +14,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-deps=(gcc libc6-dev libpam0g-dev pkg-config dpkg-dev ca-certificates)
+# protobuf: the daemon's fleet client (etcd-client) compiles its gRPC definitions with protoc.
+deps=(gcc libc6-dev libpam0g-dev pkg-config dpkg-dev ca-certificates protobuf-compiler
+      libprotobuf-dev)
 missing=()
 for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
