@@ -20,6 +20,7 @@ deps=(gcc libc6-dev libpam0g-dev pkg-config ca-certificates python3
       etcd-server etcd-client protobuf-compiler libprotobuf-dev)
 deps+=(systemd) # systemd-socket-activate and systemd-analyze, for the daemon tests
 deps+=(strace) # holds a lock open for cli_unprivileged::a_user_cannot_freeze_their_own_lock
+deps+=(gdb) # gcore, for core_dump::no_copy_of_the_host_key_after_pam_end
 missing=()
 for p in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
