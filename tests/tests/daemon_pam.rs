@@ -41,8 +41,31 @@ fn profile_auth_lines() -> Vec<String> {
 /// common-auth as pam-auth-update writes it on Debian with the unix profile and ours
 /// enabled: pam_unix's primary block, then ours. The module is the built one, with the
 /// test's config (so its socket); the rest of our line (`nullok`) is the profile's.
-fn common_auth(f: &Fixture) -> String {
-    let ours = format!("{} config={}", module_path().display(), f.config.display());
+/// The built module, copied where every user can read it: the build tree may sit below a
+/// home only root enters (/root/project on a fresh machine), and these logins run as plain
+/// users. Removed on drop.
+struct ReachableModule(tempfile::TempDir);
+
+impl ReachableModule {
+    fn new() -> ReachableModule {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-module.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("libpam_totp.so");
+        fs::copy(module_path(), &path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        ReachableModule(dir)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.0.path().join("libpam_totp.so")
+    }
+}
+
+fn common_auth(f: &Fixture, module: &ReachableModule) -> String {
+    let ours = format!("{} config={}", module.path().display(), f.config.display());
     let mut s = String::from(
         "auth\t[success=1 default=ignore]\tpam_unix.so nullok\n\
          auth\trequisite\t\t\tpam_deny.so\n\
@@ -78,7 +101,8 @@ fn the_pam_auth_update_profile_works_for_screen_lockers() {
         &f,
         &config_text(&f, "max_failures = 5\ndaemon_timeout_ms = 2000"),
     );
-    let svc = pam_service("dsl", &common_auth(&f));
+    let module = ReachableModule::new();
+    let svc = pam_service("dsl", &common_auth(&f, &module));
     let enrolled = TestUser::create("dse");
     let newcomer = TestUser::create("dsn");
     enrolled.set_password("locker password 1");
@@ -179,11 +203,12 @@ fn a_stack_the_user_writes_gains_nothing() {
     let fake = user.home.join("x");
     fs::create_dir_all(&fake).unwrap();
     std::os::unix::fs::chown(&fake, Some(user.uid), Some(user.gid)).unwrap();
+    let module = ReachableModule::new();
     let confdir = users_own_stack(
         &user,
         &format!(
             "{} config={} window=10 max_failures=0 lockout_secs=0 state_dir={} key_file={}/key nullok",
-            module_path().display(),
+            module.path().display(),
             f.config.display(),
             fake.display(),
             fake.display()
@@ -231,9 +256,10 @@ fn a_missing_or_silent_daemon_fails_closed_in_time() {
     let sock = socket_of(&f);
     write_config(&f, &config_text(&f, "daemon_timeout_ms = 500"));
     let user = TestUser::create("dsm");
+    let module = ReachableModule::new();
     let confdir = users_own_stack(
         &user,
-        &format!("{} config={}", module_path().display(), f.config.display()),
+        &format!("{} config={}", module.path().display(), f.config.display()),
     );
 
     // Nobody listening (no socket at all).
