@@ -51,7 +51,8 @@ echo "==> tests"
 # The packages were just built: the package tests must find them, never skip.
 export PAM_TOTP_TEST_PACKAGES=required
 status=0
-cargo test --workspace --locked || status=$?
+# --no-fail-fast: one run reports every failing test binary, not only the first.
+cargo test --workspace --locked --no-fail-fast || status=$?
 
 echo "==> the system's pam_totp and PAM files, before and after the suite"
 if ! diff -u <(echo "$snapshot_before") <(bash scripts/system-snapshot.sh); then
