@@ -198,6 +198,14 @@ pub trait KeySource: Send + Sync {
     /// since, else `None`. Logins use it when a state does not open; enrollment-side writes
     /// refuse to seal under a replaced key ([`crate::Error::KeyReplaced`]).
     fn replaced(&self) -> Result<Option<HostKey>>;
+
+    /// The next key of a fleet's key rotation in progress, held beside [`KeySource::key`]
+    /// by every host while the rotation runs (see [`crate::login::finish_rotation`]):
+    /// states sealed under it open too, and new states are sealed under both, so a host
+    /// holding either key alone in force opens them. `None` (the default): no rotation.
+    fn next_key(&self) -> Option<&HostKey> {
+        None
+    }
 }
 
 /// A key source that can move to a new key without a moment at which a state does not

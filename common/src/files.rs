@@ -358,6 +358,8 @@ impl Backend for FilesBackend {
 pub struct FileKey {
     path: PathBuf,
     key: HostKey,
+    /// `<key_file>.new`, read only by [`FileKey::load_rotating`].
+    next: Option<HostKey>,
 }
 
 impl FileKey {
@@ -366,7 +368,26 @@ impl FileKey {
         Ok(FileKey {
             path: path.to_owned(),
             key: HostKey::load(path)?,
+            next: None,
         })
+    }
+
+    /// Reads the key file and, if there is one, the next key of a fleet's rotation beside
+    /// it (`<key_file>.new`, [`KeySource::next_key`]). For a fleet host only: on a single
+    /// host that file is an interrupted rekey's, which `rekey` itself finishes.
+    pub fn load_rotating(path: &Path) -> Result<Self> {
+        let mut k = FileKey::load(path)?;
+        k.next = match HostKey::load(&k.next_path()) {
+            Ok(n) => Some(n),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(k)
+    }
+
+    /// Where the next key of a rotation is kept: `<key_file>.new`.
+    pub fn next_path_of(key_file: &Path) -> PathBuf {
+        PathBuf::from(format!("{}.new", key_file.display()))
     }
 
     /// Reads the key file, creating a new key there if there is none. Returns whether it
@@ -377,13 +398,14 @@ impl FileKey {
             FileKey {
                 path: path.to_owned(),
                 key,
+                next: None,
             },
             created,
         ))
     }
 
     fn next_path(&self) -> PathBuf {
-        PathBuf::from(format!("{}.new", self.path.display()))
+        FileKey::next_path_of(&self.path)
     }
 }
 
@@ -395,6 +417,10 @@ impl KeySource for FileKey {
     fn replaced(&self) -> Result<Option<HostKey>> {
         let now = HostKey::load(&self.path)?;
         Ok((now.key_id() != self.key.key_id()).then_some(now))
+    }
+
+    fn next_key(&self) -> Option<&HostKey> {
+        self.next.as_ref()
     }
 }
 

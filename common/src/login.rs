@@ -63,15 +63,22 @@ impl Status {
 /// Opens a loaded state with the source's key, or with the key a rekey put in force since
 /// the source was made (only a state that does not open under ours is worth a second read).
 fn open(keys: &dyn KeySource, user: &UserName, state: &SealedState) -> Result<UserState> {
-    match state.open(user, &[keys.key()]) {
-        Err(Error::Corrupt { .. }) if !state.sealed_under(&keys.key().key_id()) => {
+    let held = sealing(keys);
+    match state.open(user, &held) {
+        Err(Error::Corrupt { .. }) if !held.iter().any(|k| state.sealed_under(&k.key_id())) => {
             match keys.replaced()? {
                 Some(k) => state.open(user, &[&k]),
-                None => state.open(user, &[keys.key()]),
+                None => state.open(user, &held),
             }
         }
         r => r,
     }
+}
+
+/// The keys a new state is sealed under: the source's key, and the next key of a fleet's
+/// rotation in progress ([`KeySource::next_key`]), so hosts holding either open it.
+fn sealing(keys: &dyn KeySource) -> Vec<&HostKey> {
+    std::iter::once(keys.key()).chain(keys.next_key()).collect()
 }
 
 /// What [`Backend::load`] needs to authenticate counters: opens the state with `keys` (as a
@@ -287,7 +294,7 @@ pub fn enroll(
             Vec::new()
         }
     };
-    let sealed = state.seal(&[keys.key()])?;
+    let sealed = state.seal(&sealing(keys))?;
     let expect = if e.replace {
         Expect::Anything
     } else {
@@ -321,7 +328,10 @@ fn modify<T>(
         state.counters = loaded.counters.clone();
         let out = change(&mut state)?;
         state.next_generation()?;
-        let sealed = state.seal(seal_with.unwrap_or(&[keys.key()]))?;
+        let sealed = match seal_with {
+            Some(k) => state.seal(k)?,
+            None => state.seal(&sealing(keys))?,
+        };
         let check = || match seal_with {
             Some(_) => Ok(()),
             None => key_current(keys),
@@ -368,7 +378,7 @@ pub fn copy_enrollment(
         last_counter: loaded.counters.last_counter,
     };
     state.next_generation()?;
-    let sealed = state.seal(&[to_keys.key()])?;
+    let sealed = state.seal(&sealing(to_keys))?;
     let expect = if replace {
         Expect::Anything
     } else {
@@ -524,6 +534,49 @@ pub fn rekey(backend: &dyn Backend, keys: &dyn KeyRotation) -> Result<Vec<PerUse
     Ok(out)
 }
 
+/// A fleet's key rotation, on one host: every state not yet sealed under the next key
+/// alone ([`KeySource::next_key`]) is re-sealed under it alone, opened with either key.
+/// Returns each user with whether its state was rewritten (`false`: already done, by an
+/// earlier run on this or another host). A state that opens with neither key is left as
+/// it was and reported with its error. The caller then puts the next key in force on this
+/// host (renaming it over the key file), as every host does in turn.
+///
+/// Safe only once every host holds the next key (each then opens states sealed under
+/// either key, and seals new ones under both), which is why handing it out comes first;
+/// README "Running a fleet" gives the order.
+pub fn finish_rotation(backend: &dyn Backend, keys: &dyn KeySource) -> Result<Vec<PerUser<bool>>> {
+    let Some(new) = keys.next_key() else {
+        return Err(Error::Config(
+            "no next key: a fleet's rotation starts with `totp-enroll rekey --stage`".into(),
+        ));
+    };
+    let old = keys.key();
+    let mut out = Vec::new();
+    for user in backend.users()? {
+        let mut done = false;
+        let looked = backend.load(&user, &mut |s| {
+            done = s.sealed_only_under(&new.key_id());
+            s.open(&user, &[new, old]).map(|st| st.record_key())
+        });
+        let r = match looked {
+            Ok(None) => continue,
+            Ok(Some(_)) if done => Ok(false),
+            Ok(Some(_)) => modify(
+                backend,
+                keys,
+                &user,
+                Some(&[new, old]),
+                Some(&[new]),
+                |_| Ok(()),
+            )
+            .map(|r| r.is_some()),
+            Err(e) => Err(e),
+        };
+        out.push((user, r));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -622,6 +675,73 @@ mod tests {
         fn replaced(&self) -> Result<Option<HostKey>> {
             Ok(None)
         }
+    }
+
+    /// A fleet host during a rotation: the key in force and the next one.
+    struct Rotating<'a>(&'a HostKey, &'a HostKey);
+    impl KeySource for Rotating<'_> {
+        fn key(&self) -> &HostKey {
+            self.0
+        }
+        fn replaced(&self) -> Result<Option<HostKey>> {
+            Ok(None)
+        }
+        fn next_key(&self) -> Option<&HostKey> {
+            Some(self.1)
+        }
+    }
+
+    /// A host holding one key only.
+    struct Only<'a>(&'a HostKey);
+    impl KeySource for Only<'_> {
+        fn key(&self) -> &HostKey {
+            self.0
+        }
+        fn replaced(&self) -> Result<Option<HostKey>> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_fleet_rotation_never_leaves_a_host_unable_to_open_a_state() {
+        let backend = Memory::default();
+        let (old, user, secret) = setup(&backend);
+        let new = HostKey::generate().unwrap();
+        let rotating = Rotating(&old.0, &new);
+        let status_with = |k: &dyn KeySource| status(&backend, k, &user).map(|s| s.is_some());
+        // Every host holds the next key: a state written now is sealed under both, so a
+        // host that has already put the new key in force opens it, as one still on the old.
+        let codes = regenerate_recovery_codes(&backend, &rotating, &user, 2).unwrap();
+        assert_eq!(codes.len(), 2);
+        assert!(status_with(&Only(&new)).unwrap());
+        assert!(status_with(&Only(&old.0)).unwrap());
+        // The first host to finish re-seals under the next key alone; the next finds
+        // nothing left to do.
+        let r = finish_rotation(&backend, &rotating).unwrap();
+        assert!(
+            matches!(r.as_slice(), [(u, Ok(true))] if *u == user),
+            "{r:?}"
+        );
+        let r = finish_rotation(&backend, &rotating).unwrap();
+        assert!(
+            matches!(r.as_slice(), [(u, Ok(false))] if *u == user),
+            "{r:?}"
+        );
+        // The old key alone no longer opens it; the new one, alone or beside it, does, and
+        // a login through a host still rotating works.
+        assert!(matches!(
+            status_with(&Only(&old.0)),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(status_with(&Only(&new)).unwrap());
+        let code = totp::code_at(&secret, &OtpParams::default(), NOW as u64);
+        let o = authenticate(&backend, &rotating, &user, &code, &req()).unwrap();
+        assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
+        // Without a next key there is no rotation to finish.
+        assert!(matches!(
+            finish_rotation(&backend, &old),
+            Err(Error::Config(_))
+        ));
     }
 
     fn setup(backend: &Memory) -> (Key, UserName, TotpSecret) {

@@ -511,6 +511,11 @@ impl SealedState {
         self.file.secret.iter().any(|s| s.key_id == key_id)
     }
 
+    /// Whether the payload is sealed under a key of this id and no other.
+    pub(crate) fn sealed_only_under(&self, key_id: &str) -> bool {
+        !self.file.secret.is_empty() && self.file.secret.iter().all(|s| s.key_id == key_id)
+    }
+
     /// Decrypts with the first of `keys` the state is sealed under and, for version 2,
     /// checks the MAC over the whole file.
     pub(crate) fn open(&self, user: &UserName, keys: &[&HostKey]) -> Result<UserState> {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::login;
-use common::{OtpParams, TotpSecret, UserName};
+use common::{HostKey, OtpParams, TotpSecret, UserName};
 use fleet_hosts::{code, settled_now, Fleet};
 use harness::Cluster;
 use integration_tests::pam::{
@@ -46,7 +46,7 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         .enable_all()
         .build()
         .unwrap();
-    let fleet = Fleet::start(
+    let mut fleet = Fleet::start(
         &c,
         TIMEOUT_MS,
         &format!("max_failures = {MAX_FAILURES}\nlockout_secs = 300"),
@@ -248,9 +248,8 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         PAM_AUTH_ERR,
         "spent elsewhere",
     );
-    let r = fleet.hosts[0].cli(&["rekey"], "");
-    assert_eq!(r.status, Some(3), "{r:?}");
-    assert!(r.stderr.contains("not supported"), "{r:?}");
+    devices_through_the_daemon(&fleet);
+    rotate_the_fleet_key(&mut fleet);
     let r = fleet.hosts[0].cli(&["disable", "--user", "daemon"], "");
     assert_eq!(r.status, Some(0), "{r:?}");
     let gone = fleet.hosts[2].login("daemon", &code(&secret, t + 60));
@@ -444,6 +443,147 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
         resumed_after < Duration::from_secs(2),
         "{resumed_after:?}: {seen:?}"
     );
+}
+
+/// `status` shows the devices remembered fleet-wide, and `forget-devices` forgets them,
+/// from any host, through its daemon.
+fn devices_through_the_daemon(fleet: &Fleet) {
+    let user = UserName::parse("fleet-erin").unwrap();
+    let secret = fleet.enroll(user.as_str());
+    // A login from a device, with grace on: made test-side, as a host with grace_secs would.
+    let device = common::DeviceIdentity::new(
+        Some("203.0.113.5"),
+        Some("publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHHJbxXb4RdlVzHgl2DxHc5zHVc5wxYvcdZLHhNXE8rH\n"),
+    )
+    .unwrap();
+    let t = settled_now();
+    let mut req =
+        common::AuthRequest::from_config(&common::Config::default(), t, Some("203.0.113.5"))
+            .with_device(Some(&device));
+    req.grace_secs = 600;
+    let o = login::authenticate(&fleet.admin, &fleet.keys, &user, &code(&secret, t), &req).unwrap();
+    assert!(matches!(o, common::Outcome::Accepted { .. }), "{o:?}");
+    let st = fleet.hosts[1].cli(&["status", "--user", user.as_str(), "--json"], "");
+    assert_eq!(st.status, Some(0), "{st:?}");
+    let json: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let devices = json["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{json}");
+    assert_eq!(devices[0]["rhost"], "203.0.113.5", "{json}");
+    assert!(
+        devices[0]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519"),
+        "{json}"
+    );
+    let r = fleet.hosts[2].cli(&["forget-devices", "--user", user.as_str()], "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    assert!(
+        r.stdout.contains("1 remembered device(s) forgotten"),
+        "{r:?}"
+    );
+    let st = fleet.hosts[0].cli(&["status", "--user", user.as_str(), "--json"], "");
+    let json: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(json["devices"].as_array().unwrap().len(), 0, "{json}");
+    let r = fleet.hosts[0].cli(&["forget-devices", "--user", "fleet-nobody"], "");
+    assert_eq!(r.status, Some(1), "{r:?}");
+}
+
+/// The fleet key's rotation (README "Running a fleet"): stage on one host, hand the next key
+/// to every host, then `rekey` on each host in turn. At every step each host opens every
+/// enrollment (a login on each host, one step apart), and enrollments made mid-rotation by a
+/// host that still has the old key in force open everywhere after.
+fn rotate_the_fleet_key(fleet: &mut Fleet) {
+    let next_of = |i: usize| common::FileKey::next_path_of(&fleet.hosts[i].fx.key_file);
+    // A user per check, enrolled now, under the old key: each logs in once on each host.
+    let before: Vec<(String, TotpSecret)> = (0..3)
+        .map(|i| {
+            let u = format!("fleet-rot{i}");
+            let s = fleet.enroll(&u);
+            (u, s)
+        })
+        .collect();
+    let all_log_in = |fleet: &Fleet, what: &str, user: &str, secret: &TotpSecret| {
+        let t = settled_now();
+        for (i, h) in fleet.hosts.iter().enumerate() {
+            let step = t + 30 * (i as i64 - 1);
+            expect(
+                h.login(user, &code(secret, step)),
+                PAM_SUCCESS,
+                &format!("{what}: {user} on host {i}"),
+            );
+        }
+    };
+    // Through host 2's CLI, which has the old key in force (and, mid-rotation, the next);
+    // import by root takes existing accounts only: system ones no other check uses.
+    let import_on_host_2 = |fleet: &Fleet, user: &str| {
+        let mut raw = zeroize::Zeroizing::new(vec![0u8; 20]);
+        getrandom::getrandom(&mut raw).unwrap();
+        let secret = TotpSecret::from_bytes(raw.clone()).unwrap();
+        let b32 = secret.to_base32().to_string();
+        let r = fleet.hosts[2].cli(
+            &["import", "--user", user, "--secret-stdin"],
+            &format!("{b32}\n"),
+        );
+        assert_eq!(r.status, Some(0), "{r:?}");
+        fleet.recovery.lock().unwrap().extend(r.recovery_codes());
+        fleet.secrets.lock().unwrap().push((raw, b32));
+        secret
+    };
+    // No next key yet: rekey says where to start and changes nothing.
+    let r = fleet.hosts[0].cli(&["rekey"], "");
+    assert_eq!(r.status, Some(1), "{r:?}");
+    assert!(r.stderr.contains("rekey --stage"), "{r:?}");
+    // Step 1: stage on host 0 (twice: the same key), and copy it to the other hosts.
+    let r = fleet.hosts[0].cli(&["rekey", "--stage"], "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    let staged = std::fs::read(next_of(0)).unwrap();
+    let r = fleet.hosts[0].cli(&["rekey", "--stage"], "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    assert!(r.stdout.contains("already staged"), "{r:?}");
+    assert_eq!(std::fs::read(next_of(0)).unwrap(), staged);
+    assert_ne!(std::fs::read(&fleet.hosts[0].fx.key_file).unwrap(), staged);
+    let next = HostKey::load(&next_of(0)).unwrap();
+    for i in 1..3 {
+        next.store(&next_of(i)).unwrap();
+    }
+    all_log_in(fleet, "staged", &before[0].0, &before[0].1);
+    // Mid-rotation, enrollments from host 2 are sealed under both keys.
+    let late = [
+        import_on_host_2(fleet, "games"),
+        import_on_host_2(fleet, "man"),
+    ];
+    // Step 2, host 1 first: it moves every enrollment, then puts the new key in force.
+    let r = fleet.hosts[1].cli(&["rekey"], "");
+    assert_eq!(r.status, Some(0), "{r:?}");
+    assert!(r.stdout.contains("already on it"), "{r:?}");
+    assert!(!r.stdout.starts_with("0 enrollment(s) moved"), "{r:?}");
+    assert_eq!(std::fs::read(&fleet.hosts[1].fx.key_file).unwrap(), staged);
+    assert!(!next_of(1).exists());
+    // Host 1 holds the new key alone, hosts 0 and 2 both: every user logs in everywhere,
+    // while the old key alone opens nothing any more.
+    all_log_in(fleet, "host 1 moved", &before[1].0, &before[1].1);
+    all_log_in(fleet, "host 1 moved", "games", &late[0]);
+    let u = UserName::parse(&before[2].0).unwrap();
+    assert!(matches!(
+        login::status(&fleet.admin, &fleet.keys, &u),
+        Err(common::Error::Corrupt { .. })
+    ));
+    // Then the other hosts: nothing left to move, each puts its copy in force.
+    for i in [0, 2] {
+        let r = fleet.hosts[i].cli(&["rekey"], "");
+        assert_eq!(r.status, Some(0), "{r:?}");
+        assert!(
+            r.stdout.starts_with("0 enrollment(s) moved"),
+            "host {i}: {r:?}"
+        );
+        assert_eq!(std::fs::read(&fleet.hosts[i].fx.key_file).unwrap(), staged);
+        assert!(!next_of(i).exists());
+    }
+    all_log_in(fleet, "every host moved", &before[2].0, &before[2].1);
+    all_log_in(fleet, "every host moved", "man", &late[1]);
+    // The rest of the test enrolls under the fleet's key in force.
+    fleet.keys = common::FileKey::load(&fleet.hosts[0].fx.key_file).unwrap();
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

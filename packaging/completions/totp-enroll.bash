@@ -65,7 +65,7 @@ _totp_enroll() {
         import) opts="$global --user --secret-stdin --from-google-authenticator --from-oath-usersfile --from-state-dir --from-key-file --algorithm --digits --period --hotp --counter --replace" ;;
         unlock) opts="$global --user" ;;
         list) opts="$global --json" ;;
-        rekey) opts="$global" ;;
+        rekey) opts="$global --stage" ;;
         help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
         *) opts="$global" ;;
     esac

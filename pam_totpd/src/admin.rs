@@ -56,6 +56,15 @@ pub fn status_reply(s: &common::Status) -> Status {
         last_rejected_at: c.last_rejected_at,
         lockouts: c.lockouts,
         recovery_codes_left: u32::try_from(s.recovery_codes_left).unwrap_or(u32::MAX),
+        devices: c
+            .devices
+            .iter()
+            .map(|d| proto::DeviceInfo {
+                since: d.since,
+                rhost: d.rhost.clone(),
+                key: d.key.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -211,6 +220,57 @@ pub fn answer(config: &Config, storage: &Storage, req: Request, who: &str) -> Re
                         Reply::Status(status_reply(&s))
                     }
                     None => Reply::NotEnrolled,
+                })
+        }
+        (Request::ForgetDevices { .. }, Some(user)) => storage
+            .admin(config, false, |b, k| login::forget_devices(b, k, user))
+            .map(|n| {
+                log(
+                    Level::Notice,
+                    &line(&format!("forgot {n} remembered device(s)")),
+                );
+                Reply::Forgotten {
+                    count: u32::try_from(n).unwrap_or(u32::MAX),
+                }
+            }),
+        (Request::FinishRotation, None) => {
+            if !matches!(storage, Storage::Fleet(_)) {
+                // A single host's rekey is `totp-enroll rekey` on its own files.
+                return bad("key rotation: only for backend = \"etcd\"");
+            }
+            storage
+                .admin(config, false, |b, k| login::finish_rotation(b, k))
+                .map(|results| {
+                    let mut rewritten = 0u32;
+                    let mut unchanged = 0u32;
+                    let mut names = Vec::new();
+                    for (u, r) in results {
+                        match r {
+                            Ok(true) => rewritten += 1,
+                            Ok(false) => unchanged += 1,
+                            Err(e) => {
+                                log(
+                                    Level::Err,
+                                    &format!("key rotation: user={u}: {e}; left as it was ({who})"),
+                                );
+                                names.push(u.as_str().to_owned());
+                            }
+                        }
+                    }
+                    log(
+                        Level::Notice,
+                        &line(&format!(
+                            "key rotation: {rewritten} state(s) moved to the next key, \
+                             {unchanged} already there, {} failed",
+                            names.len()
+                        )),
+                    );
+                    Reply::Rotated {
+                        rewritten,
+                        unchanged,
+                        failed: u32::try_from(names.len()).unwrap_or(u32::MAX),
+                        names,
+                    }
                 })
         }
         _ => return Reply::BadRequest,

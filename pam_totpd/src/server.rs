@@ -27,6 +27,9 @@ pub const MAX_CONNECTIONS: usize = 128;
 pub const MAX_PER_UID: usize = 16;
 /// Time a connection gets to send its request and take the reply.
 pub const DEADLINE: Duration = Duration::from_secs(5);
+/// Time the reply gets once the answer is ready (a frame of at most 2 KiB: into an empty
+/// socket buffer it never waits).
+const REPLY_TIME: Duration = Duration::from_secs(1);
 /// Enough for the store's work (no recursion, small buffers).
 const STACK_SIZE: usize = 256 * 1024;
 /// Idle workers kept waiting for the next connection.
@@ -236,7 +239,9 @@ fn handle(server: &Server, stream: &UnixStream, cred: &UnixCredentials) {
         }
     };
     drop(body);
-    send(stream, &reply, deadline);
+    // The answer may have taken longer than reading (a fleet's key rotation runs over every
+    // enrollment): the reply still gets a moment of its own to be written.
+    send(stream, &reply, deadline.max(Instant::now() + REPLY_TIME));
 }
 
 fn send(mut stream: &UnixStream, reply: &Reply, deadline: Instant) {

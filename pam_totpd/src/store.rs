@@ -53,6 +53,17 @@ fn fleet_failure(e: Error) -> Failure {
 }
 
 impl Storage {
+    /// The key for a login: the host key file; on a fleet also the next key while a
+    /// rotation runs (`<key_file>.new`, handed to every host first:
+    /// `common::login::finish_rotation`).
+    fn keys(&self, config: &Config) -> Result<FileKey, Failure> {
+        match self {
+            Storage::Files => FileKey::load(&config.key_file),
+            Storage::Fleet(_) => FileKey::load_rotating(&config.key_file),
+        }
+        .map_err(Failure::Key)
+    }
+
     /// Runs an enrollment-side operation over this storage with the key of `key_file`. With
     /// `create` (an enrollment) and the files backend, a missing state directory and host key
     /// are created, as `totp-enroll` run as root does; a fleet key is never created here (a
@@ -76,7 +87,7 @@ impl Storage {
                 f(&backend, &keys).map_err(Failure::State)
             }
             Storage::Fleet(fleet) => {
-                let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
+                let keys = self.keys(config)?;
                 f(fleet, &keys).map_err(fleet_failure)
             }
         }
@@ -114,7 +125,7 @@ impl Storage {
         };
         // The key file is read for each attempt, as the module does: a rekey is then picked
         // up at once, with no restart and no cached key to go stale.
-        let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
+        let keys = self.keys(config)?;
         let req = AuthRequest::from_config(config, now, rhost).with_device(device);
         match (self, deadline) {
             (Storage::Fleet(f), Some(d)) => {
@@ -141,7 +152,7 @@ impl Storage {
         if config.grace_secs == 0 {
             return Ok(None);
         }
-        let keys = FileKey::load(&config.key_file).map_err(Failure::Key)?;
+        let keys = self.keys(config)?;
         let req =
             AuthRequest::from_config(config, now, Some(device.rhost())).with_device(Some(device));
         match self {

@@ -48,11 +48,20 @@
 //! | 0x14 | `NewRecoveryCodes` | user str, count u8 |
 //! | 0x15 | `ListUsers` | after opt<str> |
 //! | 0x16 | `ImportUser` | user str, from_dir str, from_key str, replace u8 (0 or 1) |
-//! | 0x90 | `Status` | algorithm u8, digits u8, period u32, created i64, last_used opt<i64>, last_counter opt<u64>, failures u32, locked_until opt<i64>, rejected_since_success u32, last_rejected_rhost opt<str>, last_rejected_at opt<i64>, lockouts u32, recovery_codes_left u32 |
+//! | 0x17 | `ForgetDevices` | user str |
+//! | 0x18 | `FinishRotation` | |
+//! | 0x90 | `Status` | algorithm u8, digits u8, period u32, created i64, last_used opt<i64>, last_counter opt<u64>, failures u32, locked_until opt<i64>, rejected_since_success u32, last_rejected_rhost opt<str>, last_rejected_at opt<i64>, lockouts u32, recovery_codes_left u32, n u8 (at most [`MAX_DEVICES`]), n devices |
 //! | 0x91 | `Done` | |
 //! | 0x92 | `RecoveryCodes` | n u8 (at most [`MAX_CODES`]), n codes str |
 //! | 0x93 | `Users` | n u8, n names str, more u8 (0 or 1) |
 //! | 0x94 | `AlreadyEnrolled` | |
+//! | 0x95 | `Forgotten` | count u32 |
+//! | 0x96 | `Rotated` | rewritten u32, unchanged u32, failed u32, n u8, n names str |
+//!
+//! A device (remembered for `grace_secs`) is since i64, rhost str (at most
+//! [`MAX_DEVICE_RHOST`] bytes), key opt<str> (its label, at most [`MAX_KEY_LABEL_LEN`]).
+//! `Rotated` names the users whose state could not be moved to the next key, as many as
+//! fit (`failed` counts them all; the daemon's log has each one's reason).
 //!
 //! `recovery` is 0 then count u8 (make that many new codes), or 1 then n u8 (at most
 //! [`MAX_KEEP`]) and n codes str (keep these, e.g. a migration's scratch codes). `Users`
@@ -81,8 +90,8 @@ use zeroize::Zeroizing;
 /// Protocol version carried by every frame.
 pub const VERSION: u8 = 1;
 /// Largest frame body (after the 4-byte length), in bytes. The largest valid message is
-/// about 600 bytes.
-pub const MAX_FRAME_LEN: usize = 1024;
+/// a `Status` with every device and the longest strings, about 1,560 bytes.
+pub const MAX_FRAME_LEN: usize = 2048;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 /// Longest code sent (the module treats a longer answer as a wrong code before sending).
@@ -100,6 +109,11 @@ pub const MAX_CODE_FIELD: usize = 11;
 /// Bytes of names one `Users` reply carries at most (each plus its length byte).
 pub const USERS_BUDGET: usize = 900;
 
+/// Most remembered devices in a `Status` (as many as a counters record keeps).
+pub const MAX_DEVICES: usize = 10;
+/// Longest remote host of a device in a `Status` (as a counters record keeps it).
+pub const MAX_DEVICE_RHOST: usize = 64;
+
 /// Set in an algorithm byte: the enrollment is HOTP (RFC 4226), not TOTP.
 pub const HOTP: u8 = 0x80;
 
@@ -110,11 +124,15 @@ const REMOVE: u8 = 0x13;
 const NEW_RECOVERY_CODES: u8 = 0x14;
 const LIST_USERS: u8 = 0x15;
 const IMPORT_USER: u8 = 0x16;
+const FORGET_DEVICES: u8 = 0x17;
+const FINISH_ROTATION: u8 = 0x18;
 const STATUS_REPLY: u8 = 0x90;
 const DONE: u8 = 0x91;
 const RECOVERY_CODES: u8 = 0x92;
 const USERS: u8 = 0x93;
 const ALREADY_ENROLLED: u8 = 0x94;
+const FORGOTTEN: u8 = 0x95;
+const ROTATED: u8 = 0x96;
 /// Longest key label sent.
 pub const MAX_KEY_LABEL_LEN: usize = 48;
 
@@ -242,6 +260,13 @@ pub enum Request {
         replace: bool,
     },
     Grace(GraceRequest),
+    /// Forget the devices remembered for `grace_secs`. Answered with `Forgotten`.
+    ForgetDevices {
+        user: String,
+    },
+    /// Move every state of the fleet to the next key of a rotation (the daemon's
+    /// `<key_file>.new`). Answered with `Rotated`.
+    FinishRotation,
 }
 
 impl Request {
@@ -256,8 +281,9 @@ impl Request {
             | Request::Unlock { user }
             | Request::Remove { user }
             | Request::NewRecoveryCodes { user, .. }
-            | Request::ImportUser { user, .. } => Some(user),
-            Request::ListUsers { .. } => None,
+            | Request::ImportUser { user, .. }
+            | Request::ForgetDevices { user } => Some(user),
+            Request::ListUsers { .. } | Request::FinishRotation => None,
             Request::Grace(g) => Some(&g.user),
         }
     }
@@ -293,6 +319,16 @@ pub struct Status {
     pub last_rejected_at: Option<i64>,
     pub lockouts: u32,
     pub recovery_codes_left: u32,
+    /// The devices remembered for `grace_secs`, oldest first.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// A remembered device as `totp-enroll status` shows it (never its keyed hash).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DeviceInfo {
+    pub since: i64,
+    pub rhost: String,
+    pub key: Option<String>,
 }
 
 /// Rejected attempts since the last success, shown after a success.
@@ -391,6 +427,21 @@ pub enum Reply {
     },
     /// Answer to `Grace`: no.
     NoGrace,
+    /// Answer to `ForgetDevices`: how many were remembered.
+    Forgotten {
+        count: u32,
+    },
+    /// Answer to `FinishRotation`.
+    Rotated {
+        /// States re-sealed under the next key alone.
+        rewritten: u32,
+        /// States already sealed under it alone.
+        unchanged: u32,
+        /// States that could not be moved, all of them counted.
+        failed: u32,
+        /// Their names, as many as fit.
+        names: Vec<String>,
+    },
 }
 
 /// Why a frame was refused.
@@ -508,6 +559,41 @@ impl Writer {
         self.0.push(n as u8);
         for c in &codes[..n] {
             self.str(c, MAX_CODE_FIELD);
+        }
+    }
+
+    /// As many `names` as fit in [`USERS_BUDGET`] (at most 255); returns how many.
+    fn names(&mut self, names: &[String]) -> usize {
+        let mut n = 0;
+        let mut used = 0;
+        for name in names {
+            let len = name.len().min(MAX_STR_LEN) + 1;
+            if n == usize::from(u8::MAX) || used + len > USERS_BUDGET {
+                break;
+            }
+            used += len;
+            n += 1;
+        }
+        self.0.push(n as u8);
+        for name in &names[..n] {
+            self.str(name, MAX_STR_LEN);
+        }
+        n
+    }
+
+    fn devices(&mut self, devices: &[DeviceInfo]) {
+        let n = devices.len().min(MAX_DEVICES);
+        self.0.push(n as u8);
+        for d in &devices[..n] {
+            self.i64(d.since);
+            self.str(&d.rhost, MAX_DEVICE_RHOST);
+            match &d.key {
+                None => self.0.push(0),
+                Some(k) => {
+                    self.0.push(1);
+                    self.str(k, MAX_KEY_LABEL_LEN);
+                }
+            }
         }
     }
 
@@ -636,6 +722,36 @@ impl<'a> Reader<'a> {
         Ok(Some(DeviceKey { digest, label }))
     }
 
+    fn names(&mut self) -> Result<Vec<String>, DecodeError> {
+        let n = self.u8()?;
+        let names: Vec<String> = (0..n).map(|_| self.str()).collect::<Result<_, _>>()?;
+        // One encoding per message: never more than the encoder puts in one.
+        if names.iter().map(|n| n.len() + 1).sum::<usize>() > USERS_BUDGET {
+            return Err(DecodeError::Trailing);
+        }
+        Ok(names)
+    }
+
+    fn devices(&mut self) -> Result<Vec<DeviceInfo>, DecodeError> {
+        let n = usize::from(self.u8()?);
+        if n > MAX_DEVICES {
+            return Err(DecodeError::BadTag);
+        }
+        (0..n)
+            .map(|_| {
+                let since = self.i64()?;
+                let rhost = self.str()?;
+                let key = self.opt_str()?;
+                if rhost.len() > MAX_DEVICE_RHOST
+                    || key.as_ref().is_some_and(|k| k.len() > MAX_KEY_LABEL_LEN)
+                {
+                    return Err(DecodeError::BadString);
+                }
+                Ok(DeviceInfo { since, rhost, key })
+            })
+            .collect()
+    }
+
     fn prior(&mut self) -> Result<Prior, DecodeError> {
         Ok(Prior {
             count: self.u32()?,
@@ -739,6 +855,8 @@ impl Request {
                 w.str(&g.service, MAX_STR_LEN);
                 w.finish()
             }
+            Request::ForgetDevices { user } => Self::one_user(FORGET_DEVICES, user),
+            Request::FinishRotation => Writer::new(FINISH_ROTATION).finish(),
         }
     }
 
@@ -808,6 +926,8 @@ impl Request {
                 key: r.opt_key()?,
                 service: r.str()?,
             }),
+            FORGET_DEVICES => Request::ForgetDevices { user: r.str()? },
+            FINISH_ROTATION => Request::FinishRotation,
             k => return Err(DecodeError::Kind(k)),
         };
         r.end()?;
@@ -872,6 +992,7 @@ impl Reply {
                 w.opt_i64(st.last_rejected_at);
                 w.u32(st.lockouts);
                 w.u32(st.recovery_codes_left);
+                w.devices(&st.devices);
             }
             Reply::Done => w = Writer::new(DONE),
             Reply::RecoveryCodes(codes) => {
@@ -881,20 +1002,7 @@ impl Reply {
             Reply::Users { names, more } => {
                 w = Writer::new(USERS);
                 // As many as fit; the rest is "more" (the caller asks again after the last).
-                let mut n = 0;
-                let mut used = 0;
-                for name in names {
-                    let len = name.len().min(MAX_STR_LEN) + 1;
-                    if n == usize::from(u8::MAX) || used + len > USERS_BUDGET {
-                        break;
-                    }
-                    used += len;
-                    n += 1;
-                }
-                w.0.push(n as u8);
-                for name in &names[..n] {
-                    w.str(name, MAX_STR_LEN);
-                }
+                let n = w.names(names);
                 w.0.push(u8::from(*more || n < names.len()));
             }
             Reply::AlreadyEnrolled => w = Writer::new(ALREADY_ENROLLED),
@@ -903,6 +1011,22 @@ impl Reply {
                 w.i64(*since);
             }
             Reply::NoGrace => w = Writer::new(NO_GRACE),
+            Reply::Forgotten { count } => {
+                w = Writer::new(FORGOTTEN);
+                w.u32(*count);
+            }
+            Reply::Rotated {
+                rewritten,
+                unchanged,
+                failed,
+                names,
+            } => {
+                w = Writer::new(ROTATED);
+                w.u32(*rewritten);
+                w.u32(*unchanged);
+                w.u32(*failed);
+                w.names(names);
+            }
         }
         w.finish()
     }
@@ -948,24 +1072,24 @@ impl Reply {
                 last_rejected_at: r.opt_i64()?,
                 lockouts: r.u32()?,
                 recovery_codes_left: r.u32()?,
+                devices: r.devices()?,
             }),
             DONE => Reply::Done,
             RECOVERY_CODES => Reply::RecoveryCodes(r.codes(MAX_CODES)?),
-            USERS => {
-                let n = r.u8()?;
-                let names: Vec<String> = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
-                // One encoding per message: never more than the encoder puts in one.
-                if names.iter().map(|n| n.len() + 1).sum::<usize>() > USERS_BUDGET {
-                    return Err(DecodeError::Trailing);
-                }
-                Reply::Users {
-                    names,
-                    more: r.tag()?,
-                }
-            }
+            USERS => Reply::Users {
+                names: r.names()?,
+                more: r.tag()?,
+            },
             ALREADY_ENROLLED => Reply::AlreadyEnrolled,
             GRACE => Reply::Grace { since: r.i64()? },
             NO_GRACE => Reply::NoGrace,
+            FORGOTTEN => Reply::Forgotten { count: r.u32()? },
+            ROTATED => Reply::Rotated {
+                rewritten: r.u32()?,
+                unchanged: r.u32()?,
+                failed: r.u32()?,
+                names: r.names()?,
+            },
             k => return Err(DecodeError::Kind(k)),
         };
         r.end()?;
@@ -1190,6 +1314,8 @@ mod tests {
                 from_key: "k".repeat(MAX_STR_LEN),
                 replace: true,
             },
+            Request::ForgetDevices { user: "e".into() },
+            Request::FinishRotation,
         ];
         for r in reqs {
             let f = r.encode();
@@ -1197,6 +1323,8 @@ mod tests {
             assert_eq!(Request::decode(body(&f)).unwrap(), r);
         }
         assert!(Request::ListUsers { after: None }.root_only());
+        assert!(Request::FinishRotation.root_only());
+        assert!(Request::ForgetDevices { user: "a".into() }.root_only());
         assert!(!verify("1").root_only());
         let replies = [
             Reply::Status(Status {
@@ -1213,8 +1341,23 @@ mod tests {
                 last_rejected_at: None,
                 lockouts: 1,
                 recovery_codes_left: 4,
+                devices: vec![
+                    DeviceInfo {
+                        since: i64::MIN,
+                        rhost: "r".repeat(MAX_DEVICE_RHOST),
+                        key: Some("k".repeat(MAX_KEY_LABEL_LEN)),
+                    };
+                    MAX_DEVICES
+                ],
             }),
             Reply::Status(Status::default()),
+            Reply::Forgotten { count: 3 },
+            Reply::Rotated {
+                rewritten: 1,
+                unchanged: 2,
+                failed: 300,
+                names: vec!["u".repeat(MAX_STR_LEN); 3],
+            },
             Reply::Done,
             Reply::AlreadyEnrolled,
             Reply::RecoveryCodes(vec![code("ABCDE-FGHJK"); MAX_CODES]),

@@ -164,6 +164,52 @@ fn unit_files_pass_systemd_analyze_verify() {
     );
 }
 
+/// The fleet drop-in of the package's examples, as README "Running a fleet" installs it:
+/// systemd reads it beside the unit and finds nothing wrong in it.
+#[test]
+fn the_fleet_drop_in_passes_systemd_analyze_verify() {
+    require("/usr/bin/systemd-analyze");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd");
+    let dir = tempfile::tempdir().unwrap();
+    for unit in ["pam_totpd.socket", "pam_totpd.service"] {
+        let text = fs::read_to_string(src.join(unit)).unwrap().replace(
+            "ExecStart=/usr/sbin/pam_totpd",
+            &format!("ExecStart={}", daemon_path().display()),
+        );
+        fs::write(dir.path().join(unit), text).unwrap();
+    }
+    let drop_in = fs::read_to_string(src.join("pam_totpd-fleet.conf")).unwrap();
+    for want in [
+        "PrivateNetwork=no\n",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
+        "IPAddressAllow=",
+    ] {
+        assert!(drop_in.contains(want), "the drop-in lacks {want}");
+    }
+    let d = dir.path().join("pam_totpd.service.d");
+    fs::create_dir(&d).unwrap();
+    let verify = |text: &str| {
+        fs::write(d.join("fleet.conf"), text).unwrap();
+        let mut c = Command::new("systemd-analyze");
+        c.args(["verify", "--man=no"])
+            .arg(dir.path().join("pam_totpd.socket"))
+            .arg(dir.path().join("pam_totpd.service"))
+            .env("SYSTEMD_LOG_LEVEL", "notice");
+        run_with_timeout(c, b"", Duration::from_secs(60))
+    };
+    let r = verify(&drop_in);
+    assert!(
+        r.success() && r.stderr.trim().is_empty(),
+        "systemd-analyze verify: {r:?}"
+    );
+    // A mistake in the drop-in is reported: it is read, so the check above means something.
+    let r = verify(&drop_in.replace("AF_INET6", "AF_INET7"));
+    assert!(
+        r.stderr.contains("AF_INET7"),
+        "the drop-in was not read: {r:?}"
+    );
+}
+
 #[test]
 fn service_sandbox_keeps_its_exposure_score() {
     require("/usr/bin/systemd-analyze");

@@ -252,6 +252,7 @@ fn deb_installs_enrolls_authenticates_and_purges_cleanly() {
         "/usr/share/doc/libpam-totp/README.md",
         "/usr/share/doc/libpam-totp/copyright",
         "/usr/share/doc/libpam-totp/examples/pam.d/sshd.publickey-and-code",
+        "/usr/share/doc/libpam-totp/examples/pam_totpd-fleet.conf",
         DAEMON,
         "/usr/lib/systemd/system/pam_totpd.socket",
         "/usr/lib/systemd/system/pam_totpd.service",

@@ -8,7 +8,7 @@ use common::{Device, OtpKind, Status, UserName};
 
 use crate::enroll::{block_keyboard_signals, confirm_current_code, print_recovery_codes};
 use crate::failure::Failure;
-use crate::{format_time, now, Ctx};
+use crate::{daemon, format_time, now, Ctx, Store};
 
 pub fn status(ctx: &Ctx, user: Option<&UserName>, json: bool) -> Result<(), Failure> {
     let user = ctx.target(user)?;
@@ -261,11 +261,23 @@ pub fn list(ctx: &Ctx, json: bool) -> Result<(), Failure> {
 
 /// See `common::login::rekey`: both keys stay valid until every file opens with the new
 /// one, so no login fails at any moment, and a killed rekey is finished by running it again.
-pub fn rekey(ctx: &Ctx) -> Result<(), Failure> {
+/// On a fleet, the steps of README "Running a fleet": `--stage`, then `rekey` on each host.
+pub fn rekey(ctx: &Ctx, stage: bool) -> Result<(), Failure> {
     let c = &ctx.config;
     // Signals would not break anything (each step is atomic) but finishing is tidier.
     block_keyboard_signals();
     let store = ctx.store(false)?;
+    match (&store, stage) {
+        (Store::Daemon(_), true) => return stage_fleet_key(ctx),
+        (Store::Daemon(d), false) => return finish_fleet_rotation(ctx, d),
+        (Store::Local(_), true) => {
+            return Err(Failure::refused(
+                "--stage is for a fleet (backend = \"etcd\"); on a single host `rekey` \
+                 alone does every step",
+            ))
+        }
+        (Store::Local(_), false) => {}
+    }
     let results = ctx.root(|| store.rekey())?;
     let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
     for (name, r) in &failed {
@@ -286,5 +298,78 @@ pub fn rekey(ctx: &Ctx) -> Result<(), Failure> {
             failed.len()
         )));
     }
+    Ok(())
+}
+
+/// A fleet's rotation, step 1 (on one host): makes the next fleet key beside the key file,
+/// for the administrator to copy to every host. A key already staged is kept: staging
+/// twice must never hand out two different keys.
+fn stage_fleet_key(ctx: &Ctx) -> Result<(), Failure> {
+    use common::KeySource as _;
+    let key_file = &ctx.config.key_file;
+    let next = common::FileKey::next_path_of(key_file);
+    let (id, made) = ctx.root(|| {
+        // The fleet key must be here: the next one is of no use without it.
+        common::FileKey::load(key_file)?;
+        match common::FileKey::load_rotating(key_file)?.next_key() {
+            Some(k) => Ok((k.key_id(), false)),
+            None => {
+                let k = common::HostKey::generate()?;
+                k.store(&next)?;
+                Ok((k.key_id(), true))
+            }
+        }
+    })?;
+    if made {
+        say!("Next fleet key {id} written to {}.", next.display());
+    } else {
+        say!(
+            "A next fleet key is already staged: {id} in {}.",
+            next.display()
+        );
+    }
+    say!(
+        "1. Copy it to {} on every host of the fleet (owner root, mode 0600). From then on \
+         each host opens enrollments sealed under either key.\n\
+         2. Once every host has it, run `totp-enroll rekey` on each host in turn.",
+        next.display()
+    );
+    Ok(())
+}
+
+/// A fleet's rotation, step 2 (on each host in turn, once every host holds the next key):
+/// the daemon moves every enrollment still under the old key to the next one alone (the
+/// first host does the work, the others find it done), then this host puts the next key in
+/// force. Nothing is switched while an enrollment failed to move.
+fn finish_fleet_rotation(ctx: &Ctx, d: &daemon::Daemon) -> Result<(), Failure> {
+    use common::KeyRotation as _;
+    use common::KeySource as _;
+    let key_file = &ctx.config.key_file;
+    let keys = ctx.root(|| common::FileKey::load_rotating(key_file))?;
+    let Some(id) = keys.next_key().map(|k| k.key_id()) else {
+        return Err(Failure::refused(format!(
+            "no next fleet key in {}: start with `totp-enroll rekey --stage` on one host \
+             and copy its key to every host",
+            common::FileKey::next_path_of(key_file).display()
+        )));
+    };
+    let r = ctx.root(|| d.finish_rotation())?;
+    if r.failed > 0 {
+        for name in &r.names {
+            warn!("totp-enroll: {name}: not moved to the next key (see pam_totpd's log)");
+        }
+        return Err(Failure::System(format!(
+            "{} enrollment(s) could not be moved to key {id} (see above); this host keeps \
+             its key: fix them and run rekey again",
+            r.failed
+        )));
+    }
+    ctx.root(|| keys.promote())?;
+    say!(
+        "{} enrollment(s) moved to key {id}, {} already on it. This host now uses key {id}.",
+        r.rewritten,
+        r.unchanged
+    );
+    say!("Run `totp-enroll rekey` on every other host of the fleet (each puts its copy in force).");
     Ok(())
 }

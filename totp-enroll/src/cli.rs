@@ -164,8 +164,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Make a new host key and re-encrypt every state file with it (root only)
-    Rekey,
+    /// Make a new host key and re-encrypt every state file with it (root only). On a
+    /// fleet (backend = "etcd"): `--stage` first, on one host; then, once the staged key
+    /// is on every host, `rekey` on each host in turn
+    Rekey {
+        /// Fleet only: make the next fleet key (<key_file>.new) to hand to every host
+        #[arg(long)]
+        stage: bool,
+    },
 }
 
 impl Command {
@@ -175,7 +181,7 @@ impl Command {
             Command::Import(_) => Some("import"),
             Command::Unlock { .. } => Some("unlock"),
             Command::List { .. } => Some("list"),
-            Command::Rekey => Some("rekey"),
+            Command::Rekey { .. } => Some("rekey"),
             _ => None,
         }
     }
@@ -189,7 +195,7 @@ impl Command {
             | Command::ForgetDevices { user } => user.as_ref(),
             Command::Import(a) => a.user.as_ref(),
             Command::Unlock { user } => Some(user),
-            Command::List { .. } | Command::Rekey => None,
+            Command::List { .. } | Command::Rekey { .. } => None,
         }
     }
 }

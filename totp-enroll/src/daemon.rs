@@ -14,6 +14,20 @@ use common::{Algorithm, Error, OtpParams, Outcome, PriorRejections, UserName};
 use proto::{read_frame, NewCodes, Reply, Request};
 use zeroize::Zeroizing;
 
+/// How long `rekey` waits for the daemon to move a whole fleet to the next key (two
+/// round trips to the cluster per enrollment, about 4 ms each under load).
+pub const ROTATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a fleet's key rotation did on the daemon's side.
+pub struct Rotation {
+    pub rewritten: u32,
+    pub unchanged: u32,
+    /// States that could not be moved (each with its reason in the daemon's log).
+    pub failed: u32,
+    /// Their names, as many as one reply carries.
+    pub names: Vec<String>,
+}
+
 /// The daemon at `socket`, each exchange bounded by `timeout`.
 pub struct Daemon {
     pub socket: PathBuf,
@@ -39,9 +53,13 @@ impl Daemon {
     }
 
     fn call(&self, req: &Request) -> common::Result<Reply> {
+        self.call_within(req, self.timeout)
+    }
+
+    fn call_within(&self, req: &Request, timeout: Duration) -> common::Result<Reply> {
         let s = UnixStream::connect(&self.socket).map_err(|e| self.unavailable(e))?;
-        s.set_read_timeout(Some(self.timeout))
-            .and_then(|()| s.set_write_timeout(Some(self.timeout)))
+        s.set_read_timeout(Some(timeout))
+            .and_then(|()| s.set_write_timeout(Some(timeout)))
             .map_err(|e| self.unavailable(e))?;
         (&s).write_all(&req.encode())
             .map_err(|e| self.unavailable(format!("sending: {e}")))?;
@@ -239,8 +257,17 @@ impl Daemon {
                 last_rejected_at: s.last_rejected_at,
                 recovery_used: 0,
                 lockouts: s.lockouts,
-                // Not carried by the daemon's status reply (yet).
-                devices: Vec::new(),
+                devices: s
+                    .devices
+                    .into_iter()
+                    .map(|d| common::Device {
+                        // Shown, never matched: the keyed hash stays in the store.
+                        id: [0; 16],
+                        since: d.since,
+                        rhost: d.rhost,
+                        key: d.key,
+                    })
+                    .collect(),
             },
             recovery_codes_left: s.recovery_codes_left as usize,
         }))
@@ -279,6 +306,36 @@ impl Daemon {
         })? {
             Reply::Done => Ok(()),
             Reply::NotEnrolled => Err(Error::NotEnrolled(user.clone())),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    pub fn forget_devices(&self, user: &UserName) -> common::Result<usize> {
+        match self.call(&Request::ForgetDevices {
+            user: user.to_string(),
+        })? {
+            Reply::Forgotten { count } => Ok(count as usize),
+            Reply::NotEnrolled => Err(Error::NotEnrolled(user.clone())),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    /// Moves every state of the fleet to the next key the daemon holds: see
+    /// `common::login::finish_rotation`. One request for the whole fleet, so it may take
+    /// far longer than a login: waited for up to [`ROTATION_TIMEOUT`].
+    pub fn finish_rotation(&self) -> common::Result<Rotation> {
+        match self.call_within(&Request::FinishRotation, ROTATION_TIMEOUT)? {
+            Reply::Rotated {
+                rewritten,
+                unchanged,
+                failed,
+                names,
+            } => Ok(Rotation {
+                rewritten,
+                unchanged,
+                failed,
+                names,
+            }),
             r => Err(self.unexpected(r)),
         }
     }

@@ -86,7 +86,7 @@ fn run() -> Result<(), Failure> {
         Some(Command::Unlock { user }) => admin::unlock(&ctx, user),
         Some(Command::ForgetDevices { user }) => admin::forget_devices(&ctx, user.as_ref()),
         Some(Command::List { json }) => admin::list(&ctx, *json),
-        Some(Command::Rekey) => admin::rekey(&ctx),
+        Some(Command::Rekey { stage }) => admin::rekey(&ctx, *stage),
     }
 }
 
@@ -313,9 +313,7 @@ impl Store {
     pub fn forget_devices(&self, user: &UserName) -> common::Result<usize> {
         match self {
             Store::Local(l) => common::login::forget_devices(&l.backend, &l.keys, user),
-            Store::Daemon(_) => Err(common::Error::Config(
-                "forget-devices on a fleet (backend = \"etcd\") is not supported yet".into(),
-            )),
+            Store::Daemon(d) => d.forget_devices(user),
         }
     }
     pub fn list(&self) -> common::Result<Vec<common::PerUser<common::Status>>> {
@@ -348,11 +346,13 @@ impl Store {
             Store::Daemon(d) => d.import_user(from_dir, from_key, user, replace),
         }
     }
+    /// A single host's rekey, every step at once (a fleet's runs in steps:
+    /// `admin::rekey`).
     pub fn rekey(&self) -> common::Result<Vec<common::PerUser<()>>> {
         match self {
             Store::Local(l) => common::login::rekey(&l.backend, &l.keys),
             Store::Daemon(_) => Err(common::Error::Config(
-                "rekey of a fleet (backend = \"etcd\") is not supported yet".into(),
+                "a fleet's key rotation runs in steps (totp-enroll rekey --stage)".into(),
             )),
         }
     }
