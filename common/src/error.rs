@@ -61,6 +61,12 @@ pub enum Error {
     /// "committed": the caller fails closed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+
+    /// A network store refused this host's credential for the request (etcd RBAC: a host
+    /// whose role may read enrollments but not write them). Fails closed like
+    /// [`Error::Unavailable`], but says that retrying will not help.
+    #[error("store refused: {0}")]
+    NotPermitted(String),
 }
 
 impl Error {

@@ -57,6 +57,7 @@ fn map_err(e: Error) -> common::Error {
             why,
         },
         e @ (Error::Config(_) | Error::TlsFile { .. }) => common::Error::Config(e.to_string()),
+        e @ Error::PermissionDenied { .. } => common::Error::NotPermitted(e.to_string()),
         e => common::Error::Unavailable(e.to_string()),
     }
 }

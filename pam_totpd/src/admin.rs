@@ -289,6 +289,7 @@ pub fn answer(config: &Config, storage: &Storage, req: Request, who: &str) -> Re
             log(Level::Err, &line(&format!("{f}; not done")));
             Reply::Unavailable(match f {
                 Failure::Key(_) | Failure::State(Error::KeyReplaced) => Unavailable::Key,
+                Failure::Backend(Error::NotPermitted(_)) => Unavailable::NotPermitted,
                 Failure::State(_) => Unavailable::State,
                 Failure::Backend(_) => Unavailable::Backend,
             })

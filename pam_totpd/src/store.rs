@@ -47,7 +47,10 @@ impl std::fmt::Display for Failure {
 /// An error of the fleet store's operations, by what failed.
 fn fleet_failure(e: Error) -> Failure {
     match e {
-        Error::Unavailable(_) | Error::Contention(_) | Error::Config(_) => Failure::Backend(e),
+        Error::Unavailable(_)
+        | Error::NotPermitted(_)
+        | Error::Contention(_)
+        | Error::Config(_) => Failure::Backend(e),
         e => Failure::State(e),
     }
 }

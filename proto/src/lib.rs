@@ -352,6 +352,9 @@ pub enum Unavailable {
     Busy = 4,
     /// Anything else.
     Internal = 5,
+    /// The daemon's backend refused its credential for this (a fleet host whose etcd role
+    /// may not write enrollments).
+    NotPermitted = 6,
 }
 
 impl Unavailable {
@@ -362,6 +365,7 @@ impl Unavailable {
             3 => Unavailable::Backend,
             4 => Unavailable::Busy,
             5 => Unavailable::Internal,
+            6 => Unavailable::NotPermitted,
             _ => return None,
         })
     }
@@ -373,6 +377,9 @@ impl Unavailable {
             Unavailable::Backend => "backend unavailable",
             Unavailable::Busy => "daemon busy",
             Unavailable::Internal => "internal error",
+            Unavailable::NotPermitted => {
+                "the fleet store refused this host's credential (its etcd role may not do this)"
+            }
         }
     }
 }
@@ -1263,6 +1270,7 @@ mod tests {
             Reply::Unavailable(Unavailable::Backend),
             Reply::Unavailable(Unavailable::Busy),
             Reply::Unavailable(Unavailable::Internal),
+            Reply::Unavailable(Unavailable::NotPermitted),
             Reply::Denied,
             Reply::BadRequest,
             Reply::Grace { since: -1 },

@@ -66,6 +66,13 @@ impl Daemon {
         let body = read_frame(&mut &s).map_err(|e| self.unavailable(format!("reading: {e}")))?;
         let reply = Reply::decode(&body).map_err(|e| self.unavailable(e))?;
         match reply {
+            Reply::Unavailable(proto::Unavailable::NotPermitted) => {
+                Err(Error::NotPermitted(format!(
+                    "pam_totpd at {}: {}",
+                    self.socket.display(),
+                    proto::Unavailable::NotPermitted.as_str()
+                )))
+            }
             Reply::Unavailable(why) => Err(self.unavailable(why.as_str())),
             Reply::Denied => {
                 Err(self.unavailable("denied (is totp-enroll installed setuid root?)"))

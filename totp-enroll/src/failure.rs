@@ -45,6 +45,8 @@ impl From<common::Error> for Failure {
             | E::InvalidInput(_) => Failure::Refused(e.to_string()),
             // A rekey in the middle: nothing was written, and running again works.
             E::KeyReplaced => Failure::Refused(e.to_string()),
+            // The fleet store does not let this host do it (its etcd role).
+            E::NotPermitted(_) => Failure::Refused(e.to_string()),
             E::Io { .. }
             | E::Unsafe { .. }
             | E::Corrupt { .. }
