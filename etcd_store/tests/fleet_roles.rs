@@ -92,7 +92,10 @@ fn a_host_whose_role_cannot_write_enrollments_cannot_enroll_and_still_logs_in() 
     assert_eq!(r.status, Some(1), "{r:?}");
     assert!(r.stderr.contains("refused this host's credential"), "{r:?}");
     let st = fleet.hosts[1].cli(&["status", "--user", "daemon"], "");
-    assert!(!st.stdout.contains("not enrolled"), "still enrolled: {st:?}");
+    assert!(
+        !st.stdout.contains("not enrolled"),
+        "still enrolled: {st:?}"
+    );
     let r = fleet.hosts[0].cli(&["disable", "--user", "daemon"], "");
     assert_eq!(r.status, Some(0), "{r:?}");
     let st = fleet.hosts[1].cli(&["status", "--user", "daemon"], "");
