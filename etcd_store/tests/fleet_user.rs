@@ -9,10 +9,8 @@
 //! that leaves the machine's own files as they were. Needs `cargo build --workspace` first.
 
 #[path = "../../tests/tests/cli_support/mod.rs"]
-#[allow(dead_code)]
 mod cli_support;
 #[path = "../../tests/tests/e2e_support/mod.rs"]
-#[allow(dead_code)]
 mod e2e_support;
 mod fleet_hosts;
 mod harness;
