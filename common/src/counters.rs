@@ -4,9 +4,10 @@
 //!
 //! The counters file holds two fixed-size slots, each a complete record with a sequence
 //! number, then its authenticator: HMAC-SHA256 under the enrollment's [`RecordKey`] over
-//! the user name and the whole slot body, so a record forged or torn without the key is no
-//! record. The body is everything before the last 32 bytes: fields added to it are covered
-//! as they are. A write goes to the slot that does not hold the newest record, so
+//! the user name and the slot body, so a record forged or torn without the key is no
+//! record. The body is everything before the last 32 bytes, authenticated without its
+//! trailing zero bytes (the body's length is fixed, so that loses nothing, and the unused
+//! device space costs no hashing): fields added to it are covered as they are. A write goes to the slot that does not hold the newest record, so
 //! a write torn by a crash leaves the newest record intact: a reader gets the old state or
 //! the new one. Each record carries the `generation` of the state file it extends; a record
 //! of another generation is ignored, which makes every whole-file rewrite (enrollment,
@@ -14,7 +15,8 @@
 //!
 //! Records written before authentication (`PTC1`, an unkeyed SHA-256 anyone can recompute)
 //! are accepted only beside a state file of format version 1, which is no better protected
-//! itself; beside a version 2 state they are refused. Every write is `PTC2`.
+//! itself; beside a version 2 state they are refused. Every write is `PTC3`; `PTC2`
+//! records (the same, authenticated over the whole body with its zeros) are still read.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -28,7 +30,9 @@ use crate::error::{Error, Result};
 use crate::user::UserName;
 
 /// Authenticated records, with remembered devices: 2048 bytes.
-const MAGIC: &[u8; 4] = b"PTC2";
+const MAGIC: &[u8; 4] = b"PTC3";
+/// Records of the first authenticated format: the MAC covers the whole body, zeros and all.
+const WHOLE_BODY_MAGIC: &[u8; 4] = b"PTC2";
 const SLOT_LEN: usize = 2048;
 /// Records of before authentication and devices: 256 bytes, a checksum only. Still read
 /// (beside a version 1 state), never written.
@@ -155,6 +159,11 @@ fn mac_input(user: &UserName, body: &[u8]) -> Vec<u8> {
     data
 }
 
+/// The body as authenticated: without its trailing zero bytes.
+fn trimmed(body: &[u8]) -> &[u8] {
+    &body[..body.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)]
+}
+
 fn encode(user: &UserName, key: &RecordKey, rec: &Record) -> [u8; SLOT_LEN] {
     let c = &rec.counters;
     let mut b = [0u8; SLOT_LEN];
@@ -180,7 +189,7 @@ fn encode(user: &UserName, key: &RecordKey, rec: &Record) -> [u8; SLOT_LEN] {
     // After the longest rhost; records written before this field hold zeros here.
     b[70 + MAX_RHOST_LEN..74 + MAX_RHOST_LEN].copy_from_slice(&c.lockouts.to_le_bytes());
     encode_devices(&mut b[DEVICES_AT..BODY_LEN], &c.devices);
-    let tag = key.tag(MAC_LABEL, &mac_input(user, &b[..BODY_LEN]));
+    let tag = key.tag(MAC_LABEL, &mac_input(user, trimmed(&b[..BODY_LEN])));
     b[BODY_LEN..].copy_from_slice(&tag);
     b
 }
@@ -267,15 +276,19 @@ enum Check<'a> {
 /// Decodes one slot: `b` holds at least [`LEGACY_SLOT_LEN`] bytes; a current record needs
 /// [`SLOT_LEN`].
 fn decode(user: &UserName, b: &[u8], check: Check) -> Option<Record> {
-    let legacy = match b.get(0..4)? {
-        m if m == MAGIC => false,
-        m if m == LEGACY_MAGIC => true,
+    let (legacy, whole_body) = match b.get(0..4)? {
+        m if m == MAGIC => (false, false),
+        m if m == WHOLE_BODY_MAGIC => (false, true),
+        m if m == LEGACY_MAGIC => (true, false),
         _ => return None,
     };
     let b = b.get(..if legacy { LEGACY_SLOT_LEN } else { SLOT_LEN })?;
     let (body, auth) = b.split_at(b.len() - AUTH_LEN);
     let ok = match check {
-        Check::Key(key, _) if !legacy => key.verify(MAC_LABEL, &mac_input(user, body), auth),
+        Check::Key(key, _) if !legacy => {
+            let covered = if whole_body { body } else { trimmed(body) };
+            key.verify(MAC_LABEL, &mac_input(user, covered), auth)
+        }
         // Not secret: a checksum against torn writes, so a plain comparison is fine.
         Check::Key(_, true) => auth == checksum(user, body),
         Check::Key(_, false) => false,
@@ -554,6 +567,42 @@ mod tests {
         let sum = checksum(user, &b[..LEGACY_SLOT_LEN - AUTH_LEN]);
         b[LEGACY_SLOT_LEN - AUTH_LEN..].copy_from_slice(&sum);
         b
+    }
+
+    #[test]
+    fn the_zeros_after_a_record_are_covered_and_ptc2_records_still_read() {
+        let rec = Record {
+            seq: 3,
+            generation: 8,
+            counters: Counters {
+                last_counter: Some(77),
+                failures: 1,
+                ..Default::default()
+            },
+            legacy: false,
+        };
+        let k = key(1);
+        let b = encode(&user(), &k, &rec);
+        assert_eq!(&b[..4], MAGIC);
+        let check = Check::Key(&k, false);
+        assert_eq!(decode(&user(), &b, check).unwrap().counters, rec.counters);
+        // A byte set in the unused space (after the trimmed body): no longer that record.
+        let mut padded = b;
+        padded[BODY_LEN - 1] = 1;
+        assert!(decode(&user(), &padded, check).is_none());
+        // Relabelled as the whole-body format: its MAC does not fit that reading.
+        let mut relabelled = b;
+        relabelled[..4].copy_from_slice(WHOLE_BODY_MAGIC);
+        assert!(decode(&user(), &relabelled, check).is_none());
+        // A record of the first authenticated format (MAC over the whole body) is read.
+        let mut whole = b;
+        whole[..4].copy_from_slice(WHOLE_BODY_MAGIC);
+        let tag = k.tag(MAC_LABEL, &mac_input(&user(), &whole[..BODY_LEN]));
+        whole[BODY_LEN..].copy_from_slice(&tag);
+        assert_eq!(decode(&user(), &whole, check).unwrap().counters, rec.counters);
+        // Another user's record does not verify as ours.
+        let other = UserName::parse("mallory").unwrap();
+        assert!(decode(&other, &b, check).is_none());
     }
 
     #[test]
