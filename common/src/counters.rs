@@ -599,7 +599,10 @@ mod tests {
         whole[..4].copy_from_slice(WHOLE_BODY_MAGIC);
         let tag = k.tag(MAC_LABEL, &mac_input(&user(), &whole[..BODY_LEN]));
         whole[BODY_LEN..].copy_from_slice(&tag);
-        assert_eq!(decode(&user(), &whole, check).unwrap().counters, rec.counters);
+        assert_eq!(
+            decode(&user(), &whole, check).unwrap().counters,
+            rec.counters
+        );
         // Another user's record does not verify as ours.
         let other = UserName::parse("mallory").unwrap();
         assert!(decode(&other, &b, check).is_none());

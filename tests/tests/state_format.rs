@@ -277,7 +277,7 @@ fn a_version_1_state_still_logs_in_and_becomes_version_2_at_its_next_rewrite() {
     assert!(text.starts_with("version = 1\n"), "{text}");
     let counters = std::fs::read(counters_path(&f, "nobody")).unwrap();
     let newest = SLOT_OFFSETS[newest_slot(&counters)];
-    assert_eq!(&counters[newest..newest + 4], b"PTC2");
+    assert_eq!(&counters[newest..newest + 4], b"PTC3");
     // The scratch codes of the old file are recovery codes.
     f.try_code(&s, "nobody", "12345678")
         .assert_code(PAM_SUCCESS);
