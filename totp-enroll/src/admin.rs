@@ -309,8 +309,7 @@ fn stage_fleet_key(ctx: &Ctx) -> Result<(), Failure> {
     let key_file = &ctx.config.key_file;
     let next = common::FileKey::next_path_of(key_file);
     let (id, made) = ctx.root(|| {
-        // The fleet key must be here: the next one is of no use without it.
-        common::FileKey::load(key_file)?;
+        // Loads the fleet key too: the next one is of no use without it.
         match common::FileKey::load_rotating(key_file)?.next_key() {
             Some(k) => Ok((k.key_id(), false)),
             None => {
