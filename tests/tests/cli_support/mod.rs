@@ -132,6 +132,17 @@ impl Session {
 
     /// Any command in a pty (its size left at 0x0, "unknown").
     pub fn spawn_command(cmd: Command) -> Session {
+        // A suite started with SIGINT ignored (a background job of a shell without job
+        // control) would pass that on, and ^C sent to the terminal would do nothing: the
+        // program gets SIGINT as from a user's terminal. Setting a disposition to its
+        // default is sound whatever else runs.
+        // SAFETY: no handler is installed; SIG_DFL has no preconditions.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
         let session = rexpect::session::spawn_command(cmd, Some(TIMEOUT.as_millis() as u64))
             .expect("spawn in a pty");
         Session {
