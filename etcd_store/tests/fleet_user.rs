@@ -20,7 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use cli_support::{binary, Session};
+use cli_support::{Installed, Session};
 use e2e_support::TestUser;
 use fleet_hosts::{code, Fleet};
 use harness::Cluster;
@@ -42,15 +42,8 @@ fn a_plain_user_enrolls_on_a_fleet_host_with_the_setuid_program() {
     fs::copy(&fleet.hosts[0].fx.config, CONFIG).unwrap();
     fs::set_permissions(CONFIG, fs::Permissions::from_mode(0o644)).unwrap();
     // The program as installed: root's, mode 4755, where every user reaches it.
-    let dir = tempfile::Builder::new()
-        .prefix("totp-enroll-setuid-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("totp-enroll");
-    fs::copy(binary(), &bin).unwrap();
-    std::os::unix::fs::chown(&bin, Some(0), Some(0)).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
+    let installed = Installed::new();
+    let bin = installed.path();
     let bin = bin.to_str().unwrap();
     let alice = TestUser::create("fu");
     let run_as = |args: &[&str], stdin: &str| {

@@ -5,7 +5,8 @@
 //! Each `cli_*` test binary includes this module and uses part of it.
 #![allow(dead_code)]
 
-use std::os::unix::fs::MetadataExt;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -335,4 +336,49 @@ pub fn decode_qr(modules: &[Vec<bool>], background_dark: bool) -> Vec<String> {
         .iter()
         .filter_map(|g| g.decode().ok().map(|(_, text)| text))
         .collect()
+}
+
+/// The built binary copied as root, mode 4755, into a fresh directory (mode 0755, so every
+/// user reaches it) on a file system that honours the setuid bit.
+pub struct Installed {
+    dir: tempfile::TempDir,
+}
+
+/// Whether the file system holding `dir` is mounted nosuid (from /proc/self/mountinfo:
+/// the mount point that is the longest prefix of `dir`).
+fn nosuid(dir: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (point, opts) = (*f.get(4)?, *f.get(5)?);
+            dir.starts_with(point)
+                .then(|| (point.len(), opts.split(',').any(|o| o == "nosuid")))
+        })
+        .max_by_key(|(len, _)| *len)
+        .is_some_and(|(_, nosuid)| nosuid)
+}
+
+impl Installed {
+    pub fn new() -> Installed {
+        let parent = ["/tmp", "/var/tmp", "/var/lib"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_dir() && !nosuid(p))
+            .expect("no directory on a file system that honours setuid");
+        let dir = tempfile::Builder::new()
+            .prefix("totp-enroll-setuid-")
+            .tempdir_in(parent)
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.path().join("totp-enroll");
+        fs::copy(binary(), &bin).unwrap();
+        std::os::unix::fs::chown(&bin, Some(0), Some(0)).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
+        Installed { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("totp-enroll")
+    }
 }
