@@ -2,8 +2,9 @@
 //! processes, each with its own config, socket, client certificate and copy of the one fleet
 //! key, and one PAM service per host whose module options point at that host's config. Every
 //! login goes through real libpam (`pam_start_confdir`) into pam_totp.so, which asks its host's
-//! daemon, which asks the cluster. Enrollment is made test-side through `common::login::enroll`
-//! over an `EtcdBackend` (the CLI does not speak to the daemon yet).
+//! daemon, which asks the cluster. Most enrollments are made test-side through
+//! `common::login::enroll` over an `EtcdBackend` (fast, and with the secret known); the
+//! checks of `totp-enroll` make theirs through a host's CLI and daemon.
 //!
 //! One cluster and one set of daemons serve every check of this file, in one test, so that the
 //! fleet costs one cluster start in CI; the checks that stop members come last, the one that
