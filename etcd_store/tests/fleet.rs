@@ -417,7 +417,8 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
     }
     eprintln!("first login {:?} after SIGCONT", resumed.elapsed());
 
-    // The leader SIGKILLed: logins resume within 2 s, on the host that asked it first. Each
+    // The leader SIGKILLed: logins resume within 2 s, on the host that asked it first (or
+    // shortly after the election, when etcd itself took longer: see `resume_bound`). Each
     // try uses a fresh user, so that a login whose commit was queued at the dead leader
     // cannot turn the next try into a replay.
     let leader = rt.block_on(c.leader());
@@ -431,6 +432,7 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
     let host = &fleet.hosts[leader];
     c.sigkill(leader);
     let killed = Instant::now();
+    let election = c.watch_election(killed);
     let mut seen = Vec::new();
     let resumed_after = tries.iter().find_map(|(u, s)| {
         let r = host.login(u, &code(s, now()));
@@ -439,10 +441,15 @@ fn three_hosts_share_one_enrollment_and_accept_each_code_once() {
     });
     let resumed_after =
         resumed_after.unwrap_or_else(|| panic!("no login after the kill: {seen:?}"));
-    eprintln!("logins resumed {resumed_after:?} after the leader was killed ({seen:?})");
+    let elected = election.join().unwrap();
+    eprintln!(
+        "logins resumed {resumed_after:?} after the leader was killed ({seen:?}); \
+         new leader seen after {elected:?}"
+    );
+    let bound = harness::resume_bound(elected);
     assert!(
-        resumed_after < Duration::from_secs(2),
-        "{resumed_after:?}: {seen:?}"
+        resumed_after < bound,
+        "{resumed_after:?} (bound {bound:?}, election {elected:?}): {seen:?}"
     );
 }
 
