@@ -328,6 +328,20 @@ impl Cluster {
         }
     }
 
+    /// etcd client options as the cluster's root user (TLS with its client certificate).
+    fn root_options(&self) -> etcd_client::ConnectOptions {
+        let tls = self.client_cert("root");
+        let read = |p: &Path| std::fs::read(p).unwrap();
+        etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)))
+                .identity(etcd_client::Identity::from_pem(
+                    read(&tls.cert),
+                    read(&tls.key),
+                )),
+        )
+    }
+
     /// Index of the current leader, asking the running members.
     pub async fn leader(&self) -> usize {
         let t = Instant::now();
@@ -336,16 +350,7 @@ impl Cluster {
                 if self.members[i].child.is_none() || self.members[i].stopped {
                     continue;
                 }
-                let opts = etcd_client::ConnectOptions::new().with_tls(
-                    etcd_client::TlsOptions::new()
-                        .ca_certificate(etcd_client::Certificate::from_pem(
-                            std::fs::read(self.dir().join("ca.pem")).unwrap(),
-                        ))
-                        .identity(etcd_client::Identity::from_pem(
-                            std::fs::read(self.dir().join("root.pem")).unwrap(),
-                            std::fs::read(self.dir().join("root.key")).unwrap(),
-                        )),
-                );
+                let opts = self.root_options();
                 let Ok(mut c) = etcd_client::Client::connect([self.endpoint(i)], Some(opts)).await
                 else {
                     continue;
@@ -372,20 +377,13 @@ impl Cluster {
             .filter(|&i| self.members[i].child.is_some() && !self.members[i].stopped)
             .map(|i| self.endpoint(i))
             .collect();
-        let tls = self.client_cert("root");
-        let read = |p: &Path| std::fs::read(p).unwrap();
-        let (ca, cert, key) = (read(&tls.ca), read(&tls.cert), read(&tls.key));
+        let opts = self.root_options();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let opts = etcd_client::ConnectOptions::new().with_tls(
-                    etcd_client::TlsOptions::new()
-                        .ca_certificate(etcd_client::Certificate::from_pem(ca))
-                        .identity(etcd_client::Identity::from_pem(cert, key)),
-                );
                 let mut clients = Vec::new();
                 for e in &endpoints {
                     if let Ok(c) = etcd_client::Client::connect([e], Some(opts.clone())).await {
