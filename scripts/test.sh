@@ -44,13 +44,35 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> build (the tests load target/debug/libpam_totp.so and run target/debug/totp-enroll)"
 cargo build --workspace --locked
 
+echo "==> the login policy's and the module's decision-logic unit tests, as nobody"
+# They must need neither root nor libpam's stack (issue 11): run as an unprivileged user,
+# from copies in a directory that user can reach wherever the checkout is.
+status=0
+unpriv=$(mktemp -d -p /tmp)
+chmod 755 "$unpriv"
+mapfile -t bins < <(cargo test -p pam_totp_common -p pam_totp --lib --locked --no-run \
+    --message-format=json | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["profile"]["test"] and m.get("executable"):
+        print(m["executable"])')
+if [ ${#bins[@]} != 2 ]; then
+    echo "test.sh: expected the 2 unit test binaries, found: ${bins[*]}" >&2
+    exit 1
+fi
+for bin in "${bins[@]}"; do
+    cp "$bin" "$unpriv/"
+    (cd "$unpriv" && TMPDIR=/tmp setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+        "./$(basename "$bin")" -q) || status=$?
+done
+rm -rf "$unpriv"
+
 echo "==> packages (.deb and .rpm into target/packages/, installed by tests/tests/e2e_package.rs)"
 bash scripts/build-packages.sh
 
 echo "==> tests"
 # The packages were just built: the package tests must find them, never skip.
 export PAM_TOTP_TEST_PACKAGES=required
-status=0
 # --no-fail-fast: one run reports every failing test binary, not only the first.
 cargo test --workspace --locked --no-fail-fast || status=$?
 

@@ -121,13 +121,23 @@ pub struct Loaded {
 /// Builds the configuration from module arguments (`name` or `name=value`): the file named
 /// by `config=` (or the default path) is read first, if it exists, then the arguments.
 pub fn load_with_args<S: AsRef<str>>(args: &[S]) -> Result<Loaded> {
+    load_with_args_from(args, load_file)
+}
+
+/// [`load_with_args`], with the file named by `config=` (or the default path) read by
+/// `read` instead of [`load_file`]: the module's decision-logic tests give the text of a
+/// file without making one owned by root.
+pub fn load_with_args_from<S: AsRef<str>>(
+    args: &[S],
+    read: impl FnOnce(&Path) -> Result<Loaded>,
+) -> Result<Loaded> {
     let mut config_path = PathBuf::from(DEFAULT_CONFIG);
     for arg in args {
         if let Some(p) = arg.as_ref().strip_prefix("config=") {
             config_path = absolute_path("config", p)?;
         }
     }
-    let mut loaded = load_file(&config_path)?;
+    let mut loaded = read(&config_path)?;
     for arg in args {
         let arg = arg.as_ref();
         let (name, value) = match arg.split_once('=') {
@@ -177,18 +187,10 @@ pub fn load_with_args<S: AsRef<str>>(args: &[S]) -> Result<Loaded> {
 /// Reads one config file. A missing file gives the defaults; an unsafe one (not root's, or
 /// writable by group or others) is an error, since it could redirect the state directory.
 pub fn load_file(path: &Path) -> Result<Loaded> {
-    let mut config = Config {
-        config: path.to_owned(),
-        ..Config::default()
-    };
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Loaded {
-                config,
-                warnings: Vec::new(),
-            })
-        }
+        // No file: the defaults, as an empty one gives.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return from_text(path, ""),
         Err(e) => return Err(Error::Config(format!("{}: {e}", path.display()))),
     };
     let meta = file
@@ -221,15 +223,25 @@ pub fn load_file(path: &Path) -> Result<Loaded> {
             path.display()
         ))
     })?;
+    from_text(path, &text)
+}
+
+/// The configuration that a config file at `path` holding `text` gives, as [`load_file`]
+/// makes it once it has checked and read the file.
+pub fn from_text(path: &Path, text: &str) -> Result<Loaded> {
+    let mut config = Config {
+        config: path.to_owned(),
+        ..Config::default()
+    };
     // The packaged file sets nothing (every key is a comment): that text is an empty TOML
     // table, and applying one changes nothing, so the parser is skipped.
-    if only_comments(&text) {
+    if only_comments(text) {
         return Ok(Loaded {
             config,
             warnings: Vec::new(),
         });
     }
-    let warnings = apply_toml(&mut config, &text)
+    let warnings = apply_toml(&mut config, text)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     Ok(Loaded { config, warnings })
 }

@@ -27,6 +27,7 @@
 //!   PAM_USER is left as the application gave it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use common::{
@@ -48,10 +49,13 @@ pub fn guard(f: impl FnOnce() -> PamError) -> PamError {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(PamError::SYSTEM_ERR)
 }
 
-/// Where the module's state and key come from, chosen from the configuration. The module
-/// uses [`Files`]; the decision-logic tests inject an in-memory store, so they need
+/// Where the module's configuration, state and key come from. The module uses [`Files`];
+/// the decision-logic tests inject an in-memory store and config texts, so they need
 /// neither root nor a file system.
 pub trait Storage {
+    /// The config file at `path` ([`common::config::load_file`]: root's, checked; none
+    /// gives the defaults).
+    fn config_file(&self, path: &Path) -> common::Result<common::config::Loaded>;
     /// The state store for this login (opened once, dropped at its end).
     fn backend(&self, config: &Config) -> common::Result<Box<dyn Backend>>;
     /// The key, read before the prompt.
@@ -68,6 +72,9 @@ pub trait Storage {
 pub struct Files;
 
 impl Storage for Files {
+    fn config_file(&self, path: &Path) -> common::Result<common::config::Loaded> {
+        common::config::load_file(path)
+    }
     fn backend(&self, config: &Config) -> common::Result<Box<dyn Backend>> {
         Ok(Box::new(FilesBackend::open(&config.state_dir)?))
     }
@@ -205,7 +212,7 @@ pub fn authenticate<H: Handle>(
         ctx,
     };
 
-    let config = match common::config::load_with_args(args) {
+    let config = match common::config::load_with_args_from(args, |p| storage.config_file(p)) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 s.log(Level::Warning, w);

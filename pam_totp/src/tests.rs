@@ -248,6 +248,9 @@ struct MemoryStorage {
     passwd: BTreeMap<String, Result<String, String>>,
     /// Every name looked up through NSS.
     lookups: Mutex<Vec<String>>,
+    /// Config files by path, as text (read as `load_file` reads a root-owned one); a path
+    /// absent is no file.
+    configs: Mutex<BTreeMap<PathBuf, String>>,
 }
 
 struct Shared(Arc<Memory>);
@@ -298,6 +301,10 @@ fn missing(path: &Path) -> common::Error {
 }
 
 impl Storage for MemoryStorage {
+    fn config_file(&self, path: &Path) -> common::Result<common::config::Loaded> {
+        let configs = self.configs.lock().unwrap();
+        common::config::from_text(path, configs.get(path).map_or("", |t| t.as_str()))
+    }
     fn backend(&self, config: &Config) -> common::Result<Box<dyn Backend>> {
         if config.state_dir != self.state {
             return Err(missing(&config.state_dir));
@@ -341,6 +348,7 @@ impl Fixture {
                 privileged: true,
                 passwd: BTreeMap::new(),
                 lookups: Mutex::new(Vec::new()),
+                configs: Mutex::new(BTreeMap::new()),
             },
             config: PathBuf::from("/nonexistent/pam_totp-unit.conf"),
             state,
@@ -353,6 +361,12 @@ impl Fixture {
 
     fn keys(&self) -> FixedKey {
         FixedKey(self.storage.key.clone())
+    }
+
+    /// The text of the config file that `config=` names.
+    fn write_config(&self, text: &str) {
+        let mut configs = self.storage.configs.lock().unwrap();
+        configs.insert(self.config.clone(), text.to_owned());
     }
 
     fn enroll(&self, user: &str, recovery: usize) -> Vec<String> {
@@ -832,23 +846,16 @@ mod via_daemon {
     use super::*;
     use std::os::unix::net::UnixListener;
 
-    /// The fixture with a real config file and a directory for the daemon's socket.
+    /// The fixture, and a directory for the daemon's socket.
     fn daemon_fixture() -> (Fixture, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut f = Fixture::new();
-        f.config = dir.path().join("pam_totp.conf");
-        (f, dir)
+        (Fixture::new(), tempfile::tempdir().unwrap())
     }
 
     fn daemon_config(f: &Fixture, socket: &std::path::Path, extra: &str) {
-        std::fs::write(
-            &f.config,
-            format!(
+        f.write_config(&format!(
                 "backend = \"etcd\"\nsocket = \"{}\"\n{extra}\n[etcd]\nendpoints = [\"https://192.0.2.1:2379\"]\n",
-                socket.display()
-            ),
-        )
-        .unwrap();
+            socket.display()
+        ));
     }
 
     /// Serves one connection per reply, in order; returns the requests it read.
@@ -981,7 +988,7 @@ mod via_daemon {
     fn root_with_backend_files_stays_in_process() {
         let (f, _dir) = daemon_fixture();
         // A socket that does not exist: in-process logins never look at it.
-        std::fs::write(&f.config, "socket = \"/nonexistent/pam_totp.sock\"\n").unwrap();
+        f.write_config("socket = \"/nonexistent/pam_totp.sock\"\n");
         let mut h = Fake::new("alice", answer(&f.code(NOW)));
         assert_eq!(f.run(&mut h, &[]), PamError::SUCCESS);
     }
@@ -991,7 +998,7 @@ mod via_daemon {
         let (mut f, dir) = daemon_fixture();
         f.storage.privileged = false;
         let socket = dir.path().join("d.sock");
-        std::fs::write(&f.config, format!("socket = \"{}\"\n", socket.display())).unwrap();
+        f.write_config(&format!("socket = \"{}\"\n", socket.display()));
         let server = fake_daemon(
             UnixListener::bind(&socket).unwrap(),
             vec![
