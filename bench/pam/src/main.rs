@@ -1,7 +1,7 @@
 //! Benchmark: pam_totp.so beside google-authenticator-libpam through the real libpam, like
 //! for like. Prints figures; see README.md.
 //!
-//! Usage: pam-bench PATH/libpam_totp.so [ITERATIONS] [--host-log]
+//! Usage: pam-bench PATH/libpam_totp.so [ITERATIONS] [--host-log] [--idle-ms MS]
 //! (internal: pam-bench --login CONFDIR SERVICE USER, one login in this fresh process)
 
 use std::ffi::c_int;
@@ -35,7 +35,7 @@ fn main() {
     }
     let module = PathBuf::from(
         args.get(1)
-            .expect("usage: pam-bench PATH/libpam_totp.so [N] [--host-log]"),
+            .expect("usage: pam-bench PATH/libpam_totp.so [N] [--host-log] [--idle-ms MS]"),
     );
     assert!(
         module.is_file(),
@@ -49,6 +49,12 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .map_or(1000, |s| s.parse().expect("iterations"));
     let host_log = args.iter().any(|a| a == "--host-log");
+    // A pause before each timed login, as a server is idle between logins: caches, branch
+    // predictors and the CPU's clock are then cold for both modules alike.
+    let idle = args.iter().position(|a| a == "--idle-ms").map(|i| {
+        let ms = args.get(i + 1).and_then(|v| v.parse().ok());
+        Duration::from_millis(ms.expect("--idle-ms MS"))
+    });
     assert_eq!(
         effective_uid(),
         0,
@@ -115,6 +121,7 @@ fn main() {
         fx: &fx,
         user: &user,
         sink: sink.as_ref(),
+        idle,
     };
     println!(
         "pam-bench: {n} timed iterations per workload and module ({WARMUP} warm-up), module {m}"
@@ -132,6 +139,12 @@ fn main() {
             "a socket of the benchmark's on /dev/log (private mount namespace), drained"
         }
     );
+    if let Some(d) = idle {
+        println!(
+            "idle before each timed login (the four workloads and pam_permit.so): {} ms",
+            d.as_millis()
+        );
+    }
     println!("load average at start: {}", loadavg());
     if !have_ga {
         println!("{GOOGLE_AUTH} not installed: pam_totp only");
@@ -232,6 +245,7 @@ struct Bench<'a> {
     fx: &'a Fixture,
     user: &'a TestUser,
     sink: Option<&'a LogSink>,
+    idle: Option<Duration>,
 }
 
 /// One module's transaction, kept open across iterations (as an sshd connection that
@@ -239,6 +253,7 @@ struct Bench<'a> {
 struct Handle {
     pam: Pam,
     label: &'static str,
+    idle: Option<Duration>,
     mismatches: usize,
     first_mismatch: Option<c_int>,
 }
@@ -246,6 +261,9 @@ struct Handle {
 impl Handle {
     /// µs for one pam_authenticate answered with `code`.
     fn auth(&mut self, code: &str, want: c_int) -> f64 {
+        if let Some(d) = self.idle {
+            std::thread::sleep(d);
+        }
         self.pam.reply([Reply::text(code)]);
         let started = Instant::now();
         let rc = self.pam.authenticate(0);
@@ -283,6 +301,7 @@ impl Bench<'_> {
         Handle {
             pam,
             label,
+            idle: self.idle,
             mismatches: 0,
             first_mismatch: None,
         }
@@ -414,6 +433,9 @@ impl Bench<'_> {
     fn fresh(&self, n: usize, have_ga: bool) -> (Stats, Option<Stats>, Stats, LogLines) {
         let exe = std::env::current_exe().unwrap();
         let spawn = |service: &str, code: &str, want: c_int| -> f64 {
+            if let Some(d) = self.idle {
+                std::thread::sleep(d);
+            }
             let started = Instant::now();
             let mut child = Command::new(&exe)
                 .arg("--login")
